@@ -1,0 +1,33 @@
+"""Pure math on weight updates: sizes, singular bases, principal angles, overlaps, intruders.
+
+Every function takes torch tensors (any float dtype, any device; half
+precision is upcast to float32 per tensor) and returns Python floats or
+tensors on the input's device. Nothing here imports the rest of the package,
+holds global state, or draws unseeded random numbers. Angles are in radians.
+"""
+
+from .angles import basis_angles, one_sided_angles, principal_angles, random_overlap, subspace_overlap
+from .bases import randomized_svd, top_singular_basis
+from .factored import FactoredUpdate
+from .intruders import IntruderResult, intruder_dimensions
+from .sizes import UpdateSizes, random_cosine_scale, update_cosine, update_sizes
+from .spectrum import SingularBasis, energy_rank
+
+__all__ = [
+    "UpdateSizes",
+    "update_sizes",
+    "update_cosine",
+    "random_cosine_scale",
+    "SingularBasis",
+    "energy_rank",
+    "top_singular_basis",
+    "randomized_svd",
+    "FactoredUpdate",
+    "principal_angles",
+    "basis_angles",
+    "subspace_overlap",
+    "random_overlap",
+    "one_sided_angles",
+    "IntruderResult",
+    "intruder_dimensions",
+]

@@ -1,0 +1,181 @@
+"""Energy rank and top singular bases: exact, randomized (vs exact), auto, rank 0."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from spurious_diag.geometry import (
+    SingularBasis,
+    basis_angles,
+    energy_rank,
+    principal_angles,
+    randomized_svd,
+    top_singular_basis,
+)
+
+from .matrices import inverse_spectrum, random_orthonormal, spectrum_matrix
+
+# σ² = 4, 3, 2, 1: cumulative energy 0.4, 0.7, 0.9, 1.0 of the total 10.
+KNOWN = torch.tensor([4.0, 3.0, 2.0, 1.0], dtype=torch.float64).sqrt()
+
+
+@pytest.mark.parametrize(
+    "energy, expected", [(0.3, 1), (0.4, 1), (0.5, 2), (0.7, 2), (0.71, 3), (0.9, 3), (0.91, 4), (1.0, 4)]
+)
+def test_energy_rank_on_known_spectrum(energy, expected):
+    assert energy_rank(KNOWN, energy=energy) == expected
+    assert energy_rank(KNOWN.flip(0).float(), energy=energy) == expected  # order and dtype do not matter
+
+
+def test_energy_rank_caps_and_external_total():
+    assert energy_rank(KNOWN, energy=0.9, max_rank=2) == 2
+    # Only the top values known, total energy ‖ΔW‖²_F = 20: 0.5·20 = 10 needs all four.
+    assert energy_rank(KNOWN, total_energy=20.0, energy=0.5) == 4
+    assert energy_rank(KNOWN, total_energy=100.0, energy=0.9) == 4  # unreachable: all that is known
+    assert energy_rank(KNOWN[:2], total_energy=10.0, energy=0.5) == 2
+
+
+def test_energy_rank_degenerate_inputs():
+    assert energy_rank(torch.zeros(5)) == 0
+    assert energy_rank(torch.zeros(0)) == 0
+    with pytest.raises(ValueError, match=r"energy"):
+        energy_rank(KNOWN, energy=0.0)
+    with pytest.raises(ValueError, match=r"\(2, 2\)"):
+        energy_rank(torch.ones(2, 2))
+
+
+def test_exact_basis_recovers_planted_spectrum_and_vectors():
+    s = torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0, 0.5], dtype=torch.float64)
+    u, v = random_orthonormal(40, 6, seed=1), random_orthonormal(30, 6, seed=2)
+    basis = top_singular_basis((u * s) @ v.mT, rank=4, method="exact")
+    assert isinstance(basis, SingularBasis)
+    assert basis.rank == 4 and basis.U.shape == (40, 4) and basis.Vh.shape == (4, 30) and basis.shape == (40, 30)
+    torch.testing.assert_close(basis.S, s[:4], atol=1e-12, rtol=0)
+    assert principal_angles(basis.U, u[:, :4]).max() < 1e-9
+    assert principal_angles(basis.V, v[:, :4]).max() < 1e-9
+    assert basis.energy_captured == pytest.approx(float((s[:4] ** 2).sum() / (s**2).sum()), rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["exact", "randomized"])
+def test_energy_mode_picks_the_energy_rank(method):
+    s = inverse_spectrum(300)
+    delta = spectrum_matrix(400, 300, s, seed=3)
+    # Σ_{i≤k} 1/i² over Σ_{i≤300} 1/i² = 1.6416: 0.8668 at k = 4, 0.8916 at k = 5, 0.9085 at k = 6.
+    assert energy_rank(s, energy=0.9) == 6
+    assert top_singular_basis(delta, energy=0.9, method=method).rank == 6
+    assert top_singular_basis(delta, energy=0.88, method=method).rank == 5
+    assert top_singular_basis(delta, energy=0.9, max_rank=3, method=method).rank == 3
+    assert top_singular_basis(delta, energy=0.99, method=method).rank == 51
+    assert top_singular_basis(delta, energy=0.995, method=method).rank == 64  # 87 capped at max_rank=64
+
+
+def test_rank_is_capped_at_shape_and_numerical_rank():
+    assert top_singular_basis(torch.randn(5, 3, dtype=torch.float64), rank=16).rank == 3
+    low = spectrum_matrix(40, 30, torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64), seed=4)
+    for method in ("exact", "randomized"):
+        assert top_singular_basis(low, rank=16, method=method).rank == 3
+
+
+@pytest.mark.parametrize("method", ["exact", "randomized", "auto"])
+def test_zero_update_gives_rank_zero_and_nan_angles(method):
+    zero = top_singular_basis(torch.zeros(50, 20), rank=8, method=method)
+    assert zero.rank == 0 and zero.U.shape == (50, 0) and zero.Vh.shape == (0, 20)
+    assert math.isnan(zero.energy_captured)
+    other = top_singular_basis(torch.randn(50, 20), rank=8)
+    angles = basis_angles(zero, other)
+    assert angles.shape == (0,) and math.isnan(angles.mean().item())
+
+
+def _max_angle_deg(b1: SingularBasis, b2: SingularBasis, side: str = "left") -> float:
+    return torch.rad2deg(basis_angles(b1, b2, side)).max().item()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_randomized_matches_exact_on_slowly_decaying_spectrum(dtype):
+    s = inverse_spectrum(512)
+    d1 = spectrum_matrix(1024, 512, s, seed=5).to(dtype)
+    # A second update sharing part of the first's directions, so that the angles between them are mid-range.
+    d2 = (spectrum_matrix(1024, 512, s, seed=6) + 0.5 * spectrum_matrix(1024, 512, s, seed=5)).to(dtype)
+    exact = [top_singular_basis(d, 16, method="exact") for d in (d1, d2)]
+    fast = [top_singular_basis(d, 16, method="randomized") for d in (d1, d2)]
+    own_error = max(_max_angle_deg(e, f, side) for e, f in zip(exact, fast) for side in ("left", "right"))
+    pair_exact = torch.rad2deg(basis_angles(*exact))
+    pair_fast = torch.rad2deg(basis_angles(*fast))
+    pair_error = (pair_exact - pair_fast).abs().max().item()
+    sv_error = max(((f.S - e.S).abs() / e.S).max().item() for e, f in zip(exact, fast))
+    print(
+        f"\n[{dtype}] 1024×512, σ_i = 1/i, r=16, q=26, niter=6: max angle to exact {own_error:.4f}°, "
+        f"pair angles (mean {pair_exact.mean().item():.1f}°) off by {pair_error:.4f}°, "
+        f"singular values off by {100 * sv_error:.2e}%"
+    )
+    assert own_error < 0.5
+    assert pair_error < 0.5
+    assert sv_error < 0.02
+
+
+def test_few_power_iterations_fail_the_same_bound():
+    # The bound above is demanding: svd_lowrank's default niter=2 misses it by far.
+    d = spectrum_matrix(1024, 512, inverse_spectrum(512), seed=5)
+    exact = top_singular_basis(d, 16, method="exact")
+    assert _max_angle_deg(exact, top_singular_basis(d, 16, method="randomized", niter=2)) > 2.0
+
+
+def test_randomized_basis_is_reproducible_for_a_seed():
+    d = spectrum_matrix(600, 400, inverse_spectrum(400), seed=7)
+    first = top_singular_basis(d, 8, method="randomized", seed=123)
+    again = top_singular_basis(d, 8, method="randomized", seed=123)
+    other = top_singular_basis(d, 8, method="randomized", seed=124)
+    assert torch.equal(first.U, again.U) and torch.equal(first.S, again.S) and torch.equal(first.Vh, again.Vh)
+    assert not torch.equal(first.U, other.U)
+    assert _max_angle_deg(first, other) < 0.5
+
+
+def test_auto_picks_exact_for_small_and_randomized_for_large():
+    small = torch.randn(100, 80, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    auto, exact = top_singular_basis(small, 4), top_singular_basis(small, 4, method="exact")
+    assert torch.equal(auto.U, exact.U) and torch.equal(auto.S, exact.S)
+    large = spectrum_matrix(1024, 512, inverse_spectrum(512), seed=9)
+    auto, fast = top_singular_basis(large, 16, seed=3), top_singular_basis(large, 16, method="randomized", seed=3)
+    assert torch.equal(auto.U, fast.U) and torch.equal(auto.S, fast.S)
+
+
+def test_half_precision_input_is_upcast_to_float32():
+    d = spectrum_matrix(64, 48, inverse_spectrum(48), seed=10).bfloat16()
+    basis = top_singular_basis(d, 4)
+    assert basis.U.dtype == basis.S.dtype == basis.Vh.dtype == torch.float32
+    reference = torch.linalg.svdvals(d.double())[:4]
+    torch.testing.assert_close(basis.S.double(), reference, rtol=1e-5, atol=0)
+
+
+def test_randomized_svd_returns_q_triplets_on_the_inputs_dtype():
+    x = torch.randn(30, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(11))
+    u, s, vh = randomized_svd(x, 25, niter=2)  # q capped at min(m, n) = 20: then it is exact
+    assert u.shape == (30, 20) and s.shape == (20,) and vh.shape == (20, 20) and u.dtype == torch.float64
+    torch.testing.assert_close(s, torch.linalg.svdvals(x), atol=1e-10, rtol=0)
+
+
+def test_bad_inputs_raise_value_error_with_shapes():
+    with pytest.raises(ValueError, match=r"\(7,\)"):
+        top_singular_basis(torch.randn(7))
+    with pytest.raises(ValueError, match=r"\(2, 3, 4\)"):
+        top_singular_basis(torch.randn(2, 3, 4))
+    with pytest.raises(ValueError, match="method"):
+        top_singular_basis(torch.randn(4, 4), method="fast")
+    bad = torch.randn(4, 4)
+    bad[1, 1] = math.nan
+    with pytest.raises(ValueError, match=r"NaN"):
+        top_singular_basis(bad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cpu_and_gpu_randomized_bases_agree():
+    d = spectrum_matrix(1024, 512, inverse_spectrum(512), seed=12)
+    cpu = top_singular_basis(d, 16, method="randomized", seed=5)
+    gpu = top_singular_basis(d.cuda(), 16, method="randomized", seed=5)
+    assert gpu.U.device.type == "cuda"
+    gpu_on_cpu = SingularBasis(gpu.U.cpu(), gpu.S.cpu(), gpu.Vh.cpu(), gpu.total_energy)
+    assert _max_angle_deg(cpu, gpu_on_cpu) < 1e-6
+    torch.testing.assert_close(gpu.S.cpu(), cpu.S, rtol=1e-10, atol=0)
