@@ -10,7 +10,7 @@ Exit codes (documented in the README):
 code  meaning
 ====  =====================================================
 1     unexpected internal error (a bug: run with --debug)
-2     bad command line (argparse)
+2     bad command line or option (argparse, an unavailable --device)
 3     input not found (missing path, empty dir, no weights)
 4     corrupt or unreadable input (truncated file, bad header)
 5     inputs that do not match each other (shapes, names, architectures)
@@ -35,6 +35,7 @@ __all__ = [
     "NonFiniteWeightError",
     "InvalidDataError",
     "OutputDirError",
+    "UsageError",
 ]
 
 PathArg = Union[str, "PathLike[str]", None]
@@ -110,3 +111,9 @@ class OutputDirError(SpuriousDiagError):
     """The output directory is not empty (and --overwrite was not given) or not writable."""
 
     exit_code = 7
+
+
+class UsageError(SpuriousDiagError):
+    """An option that cannot be honoured here (e.g. ``--device cuda`` without a GPU, a bad regex)."""
+
+    exit_code = 2

@@ -17,12 +17,26 @@ from typing import Any, Iterator
 
 from .errors import OutputDirError
 
-__all__ = ["prepare_out_dir", "atomic_write_text", "atomic_write_json", "atomic_path", "staged_dir"]
+__all__ = ["check_out_not_input", "prepare_out_dir", "atomic_write_text", "atomic_write_json", "atomic_path", "staged_dir"]
 
 
 def _check_writable(path: str) -> None:
     if not os.access(path, os.W_OK | os.X_OK):
         raise OutputDirError("output directory is not writable", path)
+
+
+def check_out_not_input(out: str, inputs: "list[str]") -> None:
+    """Refuse an output directory that is, holds, or lies inside one of the inputs.
+
+    With ``--overwrite`` such a directory would be emptied: an audit must never
+    write into (let alone delete) the checkpoints it reads.
+    """
+    out_abs = os.path.realpath(out)
+    for inp in inputs:
+        inp_abs = os.path.realpath(inp)
+        inside = os.path.commonpath([out_abs, inp_abs])
+        if inside in (out_abs, inp_abs):
+            raise OutputDirError(f"output directory overlaps the input {inp}: choose another --out", out)
 
 
 def prepare_out_dir(path: str, overwrite: bool = False) -> str:

@@ -10,9 +10,9 @@ from typing import Optional, Sequence
 
 from .. import __version__
 from ..errors import SpuriousDiagError
-from . import convert_cmd, layers_cmd
+from . import audit_cmd, convert_cmd, layers_cmd
 
-_COMMANDS = (layers_cmd, convert_cmd)
+_COMMANDS = (audit_cmd, layers_cmd, convert_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -114,6 +114,23 @@ class Checkpoint(Mapping):
     def __repr__(self) -> str:
         return f"Checkpoint({self.path!r}, format={self.format!r}, tensors={len(self)})"
 
+    def load_rows(self, name: str, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` (first axis) of ``name``.
+
+        Formats that can read a slice alone (safetensors, ``.bin``) do; others load
+        the tensor and slice it, so callers should check :meth:`reads_rows_lazily`
+        and size their chunks accordingly.
+        """
+        info, reader = self._index[name]
+        load_rows = getattr(reader, "load_rows", None)
+        if load_rows is not None:
+            return load_rows(name, start, stop)
+        return reader.load(name)[start:stop].clone()
+
+    def reads_rows_lazily(self, name: str) -> bool:
+        """True when :meth:`load_rows` reads only the rows asked for."""
+        return hasattr(self._index[name][1], "load_rows")
+
     # Header facts ------------------------------------------------------
     def info(self, name: str) -> TensorInfo:
         """Shape, dtype and file of ``name``, from the header alone."""

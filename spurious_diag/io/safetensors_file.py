@@ -126,7 +126,10 @@ def _validate_entry(path: str, name: str, entry: Any, data_size: int) -> TensorI
 
 
 class SafetensorsFile:
-    """A :class:`~spurious_diag.io.checkpoint.TensorReader` over one safetensors file."""
+    """A :class:`~spurious_diag.io.checkpoint.TensorReader` over one safetensors file.
+
+    Supports :meth:`load_rows`: a slice of rows is read without the rest of the tensor.
+    """
 
     def __init__(self, path: str):
         self.path = str(path)
@@ -138,6 +141,15 @@ class SafetensorsFile:
     def load(self, name: str) -> torch.Tensor:
         if name not in self._infos:
             raise KeyError(name)
+        return self._read(name, None)
+
+    def load_rows(self, name: str, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` of tensor ``name`` (its first axis), read alone."""
+        if name not in self._infos:
+            raise KeyError(name)
+        return self._read(name, (start, stop))
+
+    def _read(self, name: str, rows: "tuple[int, int] | None") -> torch.Tensor:
         from safetensors import SafetensorError, safe_open
 
         # A fresh (private, copy-on-write) mapping per call: tensors from one shared
@@ -145,7 +157,9 @@ class SafetensorsFile:
         # would show up in the next read of that name. Opening costs ~60 µs.
         try:
             with safe_open(self.path, framework="pt", device="cpu") as handle:
-                return handle.get_tensor(name)
+                if rows is None:
+                    return handle.get_tensor(name)
+                return handle.get_slice(name)[rows[0] : rows[1]]
         except FileNotFoundError:
             raise CheckpointNotFoundError("file disappeared while reading", self.path, name) from None
         except (SafetensorError, OSError, RuntimeError, ValueError) as exc:

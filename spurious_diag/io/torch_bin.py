@@ -66,5 +66,13 @@ class TorchBinFile:
             self._state = self._open()
         return self._state[name].clone()
 
+    def load_rows(self, name: str, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` of ``name``; only those pages of the map are read."""
+        if name not in self._infos:
+            raise KeyError(name)
+        if self._state is None:
+            self._state = self._open()
+        return self._state[name][start:stop].clone()
+
     def close(self) -> None:
         self._state = None
