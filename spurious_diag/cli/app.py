@@ -10,9 +10,9 @@ from typing import Optional, Sequence
 
 from .. import __version__
 from ..errors import SpuriousDiagError
-from . import audit_cmd, convert_cmd, layers_cmd
+from . import audit_cmd, convert_cmd, demo_cmd, layers_cmd
 
-_COMMANDS = (audit_cmd, layers_cmd, convert_cmd)
+_COMMANDS = (demo_cmd, audit_cmd, layers_cmd, convert_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch CPU threads (1 is often fastest for small models on a busy machine)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for command in _COMMANDS:
@@ -40,6 +42,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.debug:
         for noisy in ("transformers", "huggingface_hub", "accelerate", "matplotlib", "PIL"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return int(args.run(args) or 0)
     except SpuriousDiagError as exc:
