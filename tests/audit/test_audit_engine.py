@@ -169,3 +169,31 @@ def test_cli_cuda_without_gpu_is_one_line(make_model, tmp_path, capsys):
     code = main(["audit", str(tmp_path / "c0"), str(tmp_path / "c1"), "--out", str(tmp_path / "o"), "--device", "cuda"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "CUDA" in err[0]
+
+
+def test_intruder_dimensions_opt_in(make_model):
+    """A large new direction orthogonal to the base weight's spectrum is counted as one intruder."""
+    model = make_model("llama")
+    s0 = {k: v.detach().double() for k, v in model.state_dict().items()}
+    name = "model.layers.0.mlp.up_proj.weight"
+    w = s0[name]
+    u, s, vh = torch.linalg.svd(w)
+    # a spike along the base's *weakest* directions, stronger than its top singular value
+    spike = 3 * float(s[0]) * torch.outer(u[:, -1], vh[-1])
+    s1 = dict(s0, **{name: w + spike})
+    res = audit([s0, s1], AuditOptions(rank=4, dtype=torch.float64, intruders=True), progress=False)
+    rows = res.updates.set_index("name")
+    assert rows.loc[name, "intruders"] == 1
+    assert rows.loc["model.layers.1.mlp.up_proj.weight", "intruders"] == 0
+    assert "intruders" not in audit([s0, s1], OPTS, progress=False).updates.columns
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_angles_match_cpu(make_model):
+    model = make_model("llama")
+    s0 = model.state_dict()
+    s1, s2 = _perturbed(model, 1), _perturbed(model, 2)
+    cpu = audit([s0, s1, s2], AuditOptions(rank=8), progress=False)
+    gpu = audit([s0, s1, s2], AuditOptions(rank=8, device="cuda"), progress=False)
+    diff = (cpu.pairs["angle_mean_deg"] - gpu.pairs["angle_mean_deg"]).abs().max()
+    assert diff < 0.1
