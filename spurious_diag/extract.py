@@ -115,7 +115,7 @@ def dense_delta(plan: UpdatePlan, sources: Sequence[Source], name: str, dtype: t
     before = source[name]
     if before.shape != delta.shape:
         raise MismatchError(f"shape {tuple(before.shape)} in {source.path} but {tuple(delta.shape)} in {target.path}", target.path, name)
-    delta.sub_(before.to(dtype))
+    delta.sub_(before)  # promotes bf16/fp16 ``before`` on the fly: no second full-size copy
     return delta
 
 
