@@ -19,14 +19,14 @@ while only that one tensor is dequantized. Values are float32.
 from __future__ import annotations
 
 import logging
-import os
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import CheckpointNotFoundError, CorruptCheckpointError, UnsupportedFormatError
 from .checkpoint import TensorInfo
+from .hf_dir import require_nonempty_file
 
 __all__ = ["GGUFFile"]
 
@@ -55,10 +55,7 @@ class GGUFFile:
 
     def __init__(self, path: str):
         self.path = str(path)
-        if not os.path.exists(self.path):
-            raise CheckpointNotFoundError("no such file", self.path)
-        if os.path.getsize(self.path) == 0:
-            raise CorruptCheckpointError("file is empty (0 bytes)", self.path)
+        require_nonempty_file(self.path)
         self._reader = _open_reader(self.path)
         self.config = self._read_config()
         self._processor, hf_model_state = self._build_name_map()

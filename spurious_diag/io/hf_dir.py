@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from ..errors import CheckpointNotFoundError, CorruptCheckpointError, MissingShardError, NoWeightsError
 
-__all__ = ["WeightFiles", "find_weight_files", "read_config"]
+__all__ = ["WeightFiles", "find_weight_files", "read_config", "require_nonempty_file"]
 
 # Candidates in order of preference: (index file, single file, format).
 _HF_LAYOUTS = (
@@ -44,6 +44,14 @@ class WeightFiles:
     index: Optional[dict[str, str]] = None
     index_path: Optional[str] = None
     config: Optional[dict[str, Any]] = field(default=None)
+
+
+def require_nonempty_file(path: str) -> None:
+    """Raise the package's error for a missing or zero-length weight file."""
+    if not os.path.exists(path):
+        raise CheckpointNotFoundError("no such file", path)
+    if os.path.getsize(path) == 0:
+        raise CorruptCheckpointError("file is empty (0 bytes)", path)
 
 
 def _format_of_file(path: str) -> Optional[str]:

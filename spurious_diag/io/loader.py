@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import torch
 

@@ -9,15 +9,15 @@ arbitrary pickled code.
 
 from __future__ import annotations
 
-import os
 import pickle
 import zipfile
 from typing import Optional
 
 import torch
 
-from ..errors import CheckpointNotFoundError, CorruptCheckpointError
+from ..errors import CorruptCheckpointError
 from .checkpoint import TensorInfo
+from .hf_dir import require_nonempty_file
 
 __all__ = ["TorchBinFile"]
 
@@ -27,10 +27,7 @@ class TorchBinFile:
 
     def __init__(self, path: str):
         self.path = str(path)
-        if not os.path.exists(self.path):
-            raise CheckpointNotFoundError("no such file", self.path)
-        if os.path.getsize(self.path) == 0:
-            raise CorruptCheckpointError("file is empty (0 bytes)", self.path)
+        require_nonempty_file(self.path)
         self._state: Optional[dict[str, torch.Tensor]] = self._open()
         # Tensors sharing storage (tied weights saved twice) are kept once.
         seen: dict[tuple[int, int, tuple[int, ...]], str] = {}
