@@ -20,6 +20,17 @@ from .errors import OutputDirError
 __all__ = ["check_out_not_input", "prepare_out_dir", "atomic_write_text", "atomic_write_json", "atomic_path", "staged_dir"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _default_mode(path: str, is_dir: bool) -> None:
+    """mkstemp/mkdtemp create 0600/0700; give the final output the umask's usual mode."""
+    os.chmod(path, (0o777 if is_dir else 0o666) & ~_umask())
+
+
 def _check_writable(path: str) -> None:
     if not os.access(path, os.W_OK | os.X_OK):
         raise OutputDirError("output directory is not writable", path)
@@ -85,6 +96,7 @@ def atomic_path(path: str) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        _default_mode(tmp, is_dir=False)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -127,6 +139,7 @@ def staged_dir(path: str, overwrite: bool = False) -> Iterator[str]:
         raise OutputDirError(f"cannot create output directory ({exc.strerror})", path) from None
     try:
         yield staging
+        _default_mode(staging, is_dir=True)
         if os.path.exists(path):
             shutil.rmtree(path)
         os.replace(staging, path)

@@ -1,0 +1,194 @@
+"""Per-attribute greedy exact match, first-token accuracy and probability, in one batched pass.
+
+For a record with answer tokens a_1..a_n (the completion, then ``<eos>`` unless
+``append_eos=False``), greedy decoding from the prompt reproduces the answer exactly iff
+every a_i is the argmax of the model's distribution given the prompt and a_1..a_{i−1}. That
+is a teacher-forced condition, so one forward pass over ``<bos> prompt answer`` decides it for
+a whole batch; :func:`greedy_generate_match` is the slow ``model.generate`` reference the
+tests compare it with.
+
+Reported per record: ``exact_match`` (all answer tokens argmax-correct), ``first_token_correct``
+and ``first_token_prob`` (softmax probability of a_1). Per attribute: their means. The
+headline number is the mean over attributes of the per-attribute exact match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Sequence
+
+import pandas as pd
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .records import IGNORE_INDEX, Record, encode_qa
+from .trainer import PaddingCollator
+
+__all__ = ["EvalResult", "score_records", "summarize_by_attribute", "evaluate_records", "greedy_generate_match"]
+
+
+def _record_fields(record: Record) -> tuple[str, str, str, Optional[int]]:
+    if not isinstance(record, Mapping):  # e.g. biography.texts.QARecord
+        return record.prompt, record.completion, getattr(record, "attribute", "all"), getattr(record, "person_id", None)
+    attribute = str(record.get("attribute", "all"))
+    return str(record["prompt"]), str(record["completion"]), attribute, record.get("person_id")
+
+
+def _answer_ids(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, completion: str, append_eos: bool
+) -> tuple[list[int], list[int]]:
+    example = encode_qa(tokenizer, prompt, completion)
+    ids, labels = list(example.input_ids), list(example.labels)
+    if not append_eos:
+        ids, labels = ids[:-1], labels[:-1]
+    return ids, labels
+
+
+@torch.no_grad()
+def score_records(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[Record],
+    *,
+    append_eos: bool = True,
+    batch_size: int = 256,
+) -> pd.DataFrame:
+    """Score each record with one teacher-forced forward pass per batch.
+
+    Args:
+        model: causal LM; evaluated as is (call ``model.eval()`` first if it has dropout).
+        tokenizer: the model's tokenizer (adds BOS to the prompt, supplies EOS and PAD).
+        records: :class:`~spurious_diag.biography.texts.QARecord` s or mappings with ``prompt``, ``completion`` and optionally
+            ``attribute`` and ``person_id``.
+        append_eos: the answer is ``completion <eos>`` (QA: the model must also stop); False
+            for pretraining-format probes, whose sentence continues after the value.
+        batch_size: sequences per forward pass.
+
+    Returns:
+        One row per record, in input order: ``person_id``, ``attribute``, ``n_answer_tokens``,
+        ``exact_match`` (bool), ``first_token_correct`` (bool), ``first_token_prob`` (float).
+    """
+    collate = PaddingCollator(pad_token_id=tokenizer.pad_token_id)
+    device = next(model.parameters()).device
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(records), batch_size):
+        chunk = records[start : start + batch_size]
+        fields = [_record_fields(r) for r in chunk]
+        features = []
+        for prompt, completion, _, _ in fields:
+            ids, labels = _answer_ids(tokenizer, prompt, completion, append_eos)
+            features.append({"input_ids": ids, "labels": labels})
+        batch = collate(features)
+        logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                       use_cache=False).logits.float()
+        # Position t predicts token t+1.
+        logits, targets = logits[:, :-1], batch["labels"][:, 1:].to(device)
+        answer = targets != IGNORE_INDEX  # B×(T−1)
+        correct = (logits.argmax(dim=-1) == targets) | ~answer
+        exact = correct.all(dim=1)
+        first = answer.float().argmax(dim=1)  # index of the first answer position, B
+        rows_idx = torch.arange(len(chunk), device=device)
+        first_logits = logits[rows_idx, first]  # B×V
+        first_target = targets[rows_idx, first]
+        first_prob = torch.softmax(first_logits, dim=-1)[rows_idx, first_target]
+        first_correct = first_logits.argmax(dim=-1) == first_target
+        n_answer = answer.sum(dim=1)
+        for i, (_, _, attribute, person_id) in enumerate(fields):
+            rows.append({
+                "person_id": person_id,
+                "attribute": attribute,
+                "n_answer_tokens": int(n_answer[i]),
+                "exact_match": bool(exact[i]),
+                "first_token_correct": bool(first_correct[i]),
+                "first_token_prob": float(first_prob[i]),
+            })
+    return pd.DataFrame(rows, columns=["person_id", "attribute", "n_answer_tokens", "exact_match",
+                                       "first_token_correct", "first_token_prob"])
+
+
+def summarize_by_attribute(per_record: pd.DataFrame) -> pd.DataFrame:
+    """One row per attribute (first-appearance order): ``attribute``, ``n``, ``exact_match``,
+    ``first_token_acc``, ``first_token_prob`` (means over the attribute's records).
+    """
+    order = list(dict.fromkeys(per_record["attribute"]))
+    grouped = per_record.groupby("attribute", sort=False)
+    table = pd.DataFrame({
+        "n": grouped.size(),
+        "exact_match": grouped["exact_match"].mean(),
+        "first_token_acc": grouped["first_token_correct"].mean(),
+        "first_token_prob": grouped["first_token_prob"].mean(),
+    }).reindex(order)
+    return table.rename_axis("attribute").reset_index()
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Scores of one model on one record set.
+
+    Attributes:
+        per_attribute: :func:`summarize_by_attribute` of ``per_record``.
+        per_record: :func:`score_records` output.
+        exact_match: mean over attributes of the per-attribute exact match.
+        first_token_acc: mean over attributes of the first-token accuracy.
+    """
+
+    per_attribute: pd.DataFrame = field(repr=False)
+    per_record: pd.DataFrame = field(repr=False)
+    exact_match: float
+    first_token_acc: float
+
+
+def evaluate_records(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[Record],
+    *,
+    append_eos: bool = True,
+    batch_size: int = 256,
+) -> EvalResult:
+    """:func:`score_records`, summarized per attribute and averaged over attributes."""
+    if not records:
+        raise ValueError("no records to evaluate")
+    was_training = model.training
+    model.eval()
+    try:
+        per_record = score_records(model, tokenizer, records, append_eos=append_eos, batch_size=batch_size)
+    finally:
+        model.train(was_training)
+    per_attribute = summarize_by_attribute(per_record)
+    return EvalResult(per_attribute, per_record, float(per_attribute["exact_match"].mean()),
+                      float(per_attribute["first_token_acc"].mean()))
+
+
+@torch.no_grad()
+def greedy_generate_match(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[Record],
+    *,
+    append_eos: bool = True,
+) -> list[bool]:
+    """Reference: greedy ``model.generate`` per record (unbatched), compared by token ids.
+
+    Generates ``len(answer)`` new tokens from ``<bos> prompt`` (stopping early at ``<eos>``) and
+    checks that they equal the answer ids (completion, plus ``<eos>`` when ``append_eos``).
+    Slow; for tests and spot checks of :func:`score_records`.
+    """
+    device = next(model.parameters()).device
+    matches = []
+    for record in records:
+        prompt, completion, _, _ = _record_fields(record)
+        ids, labels = _answer_ids(tokenizer, prompt, completion, append_eos)
+        answer = [t for t in labels if t != IGNORE_INDEX]
+        prompt_ids = torch.tensor([ids[: len(ids) - len(answer)]], device=device)
+        out = model.generate(
+            input_ids=prompt_ids,
+            attention_mask=torch.ones_like(prompt_ids),
+            do_sample=False,
+            max_new_tokens=len(answer),
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        generated = out[0, prompt_ids.shape[1]:].tolist()
+        matches.append(generated == answer)
+    return matches
