@@ -175,6 +175,7 @@ def audit(checkpoints: Sequence[Union[CheckpointSource, LoraAdapter]], options: 
         for plan in plans:
             update_rows.append(_skipped_update_row(plan, info, reason))
     selected = [n for n in names if pattern is None or pattern.search(n) or pattern.search(base.param_info(n).module)]
+    _log_dtype_mix(sources, selected, options.dtype)
     logger.info("auditing %d tensors x %d updates (%d pairs)", len(selected), len(plans), len(pairs))
     for name in tqdm(selected, desc="audit", unit="tensor", disable=not progress):
         rows_u, rows_p = _audit_tensor(name, sources, plans, pairs, options, device)
@@ -233,35 +234,42 @@ def _aligned_names(sources: Sequence[Source], skip: bool) -> tuple[list[str], di
     """Names present with equal shapes in every full checkpoint; the others with the reason."""
     full = [(i, s) for i, s in enumerate(sources) if isinstance(s, Checkpoint)]
     ref_i, ref = full[0]
-    problems: dict[str, str] = {}
+    problems: dict[str, tuple[str, str]] = {}  # name -> (reason, path at fault)
     for i, other in full[1:]:
         for name in ref:
             if name not in other:
-                problems.setdefault(name, f"missing in CKPT_{i} ({other.path})")
+                problems.setdefault(name, (f"missing in CKPT_{i}", other.path))
             elif other.info(name).shape != ref.info(name).shape:
-                problems.setdefault(
-                    name, f"shape {ref.info(name).shape} in CKPT_{ref_i} but {other.info(name).shape} in CKPT_{i}"
-                )
+                problems.setdefault(name, (
+                    f"shape {ref.info(name).shape} in CKPT_{ref_i} but {other.info(name).shape} in CKPT_{i}", other.path))
         for name in other:
             if name not in ref:
-                problems.setdefault(name, f"missing in CKPT_{ref_i} ({ref.path})")
+                problems.setdefault(name, (f"in CKPT_{i} but missing in CKPT_{ref_i}", ref.path))
     for i, s in enumerate(sources):
         if isinstance(s, LoraAdapter):
             for name, (a_name, b_name) in s.factors.items():
                 if name not in ref:
-                    problems.setdefault(name, f"adapter CKPT_{i} targets a weight the base does not have")
+                    problems.setdefault(name, (f"adapter CKPT_{i} targets a weight the base does not have", s.path))
                     continue
                 out_in = (s.checkpoint.info(b_name).shape[0], s.checkpoint.info(a_name).shape[1])
-                shape = ref.info(name).shape
-                info = ref.param_info(name)
-                stored = out_in[::-1] if info.transposed else out_in
-                if tuple(shape) != stored:
-                    problems.setdefault(name, f"adapter CKPT_{i} factors give {stored}, base weight is {tuple(shape)}")
+                stored = out_in[::-1] if ref.param_info(name).transposed else out_in
+                if tuple(ref.info(name).shape) != stored:
+                    problems.setdefault(name, (
+                        f"adapter CKPT_{i} factors give {stored}, base weight is {tuple(ref.info(name).shape)}", s.path))
     if problems and not skip:
-        name, reason = next(iter(problems.items()))
+        name, (reason, path) = next(iter(problems.items()))
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise MismatchError(f"{reason}{more}; pass skip_mismatched / --skip-mismatched to audit the rest", None, name)
-    return [n for n in ref if n not in problems], problems
+        raise MismatchError(f"{reason}{more}; pass --skip-mismatched to audit the rest", path, name)
+    return [n for n in ref if n not in problems], {n: f"{reason} ({path})" for n, (reason, path) in problems.items()}
+
+
+def _log_dtype_mix(sources: Sequence[Source], names: Sequence[str], dtype: torch.dtype) -> None:
+    full = [s for s in sources if isinstance(s, Checkpoint)]
+    mixed = [n for n in names if len({s.info(n).dtype for s in full}) > 1]
+    if mixed:
+        kinds = sorted({str(s.info(n).dtype).replace("torch.", "") for n in mixed for s in full})
+        logger.warning("dtypes differ across checkpoints (%s) for %d tensors, e.g. %s: compared in %s",
+                       "/".join(kinds), len(mixed), mixed[0], str(dtype).replace("torch.", ""))
 
 
 # ----------------------------------------------------------------------------- one tensor
@@ -282,8 +290,6 @@ def _context(name: str, sources: Sequence[Source]) -> _TensorContext:
     info = base.param_info(name)
     shape = tuple(base.info(name).shape)
     dtypes = sorted({str(s.info(name).dtype).replace("torch.", "") for s in sources if isinstance(s, Checkpoint)})
-    if len(dtypes) > 1:
-        logger.info("%s: dtypes differ across checkpoints (%s): compared in float32", name, "/".join(dtypes))
     out_axis = output_axis(info, len(shape))
     out_features = shape[out_axis] if shape else 1
     parts = split_parts(info, out_features, base.config) if len(shape) >= 1 else [Part("", info.module, slice(0, 1))]
@@ -455,6 +461,8 @@ def _audit_tensor(name: str, sources: Sequence[Source], plans: Sequence[UpdatePl
     bad = [k for k, ok in finite.items() if not ok]
     matrix = len(ctx.shape) >= 2 and min(ctx.shape[0], math.prod(ctx.shape[1:])) >= 2
     status = "ok"
+    if ctx.shape and math.prod(ctx.shape) == 0:
+        status = "empty tensor (0 elements): nothing to measure"
     if bad:
         status = "non-finite values in " + ", ".join(f"CKPT_{k} ({sources[k].path})" for k in bad)
         logger.warning("%s: %s; geometry skipped", name, status)

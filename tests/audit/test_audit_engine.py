@@ -197,3 +197,12 @@ def test_cuda_angles_match_cpu(make_model):
     gpu = audit([s0, s1, s2], AuditOptions(rank=8, device="cuda"), progress=False)
     diff = (cpu.pairs["angle_mean_deg"] - gpu.pairs["angle_mean_deg"]).abs().max()
     assert diff < 0.1
+
+
+def test_zero_size_tensor_is_reported_not_dropped():
+    a = {"w": torch.zeros(0, 4), "v": torch.ones(3, 3)}
+    b = {"w": torch.zeros(0, 4), "v": torch.zeros(3, 3)}
+    res = audit([a, b], OPTS, progress=False)
+    row = res.updates.set_index("name").loc["w"]
+    assert row["status"].startswith("empty tensor") and row["shape"] == "0x4"
+    assert res.updates.set_index("name").loc["v", "fro"] == pytest.approx(3.0)
