@@ -355,7 +355,7 @@ def _gram_pass(ctx: _TensorContext, sources: Sequence[Source], plans: Sequence[U
     lazy = all(sources[k].reads_rows_lazily(ctx.name) for k in needed)  # type: ignore[union-attr]
     item = torch.empty((), dtype=options.dtype).element_size()
     per_row = item * row_elems * (len(needed) + len(plans) + 1)  # rows held at once
-    chunk = max(1, options.chunk_bytes // per_row) if lazy and len(shape) > 1 else n_rows
+    chunk = max(1, options.chunk_bytes // per_row if lazy and len(shape) > 1 else n_rows)
     ids = _part_ids(ctx)
     deltas: list[torch.Tensor] = []
     for start in range(0, n_rows, chunk):
