@@ -179,7 +179,8 @@ def finetune(model_dir: str, train_path: str, out_dir: str, config: FinetuneConf
     if changed:
         raise FrozenWeightsChangedError(f"{len(changed)} frozen tensors changed during training", model_dir, changed[0])
     if report is not None:
-        logger.info("frozen tensors bit-identical after %d steps: %d tensors", result.steps, len(frozen_before))
+        logger.info("rank %s: %d frozen tensors bit-identical after %d steps", os.environ.get("RANK", "0"),
+                    len(frozen_before), result.steps)
 
     if _is_main_process():
         _save(out_dir, model, tokenizer)
