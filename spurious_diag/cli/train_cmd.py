@@ -36,6 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--early-stop-at", type=float, metavar="EM", help="stop once --eval exact match reaches EM")
     p.add_argument("--save-every", type=int, help="write checkpoints/checkpoint-N every N steps")
     p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=["cpu", "cuda"], help="where to train (default cpu)")
     p.set_defaults(run=run)
 
 
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
                             steps=args.steps, lr=args.lr, batch_size=args.batch_size, schedule=args.schedule,
                             warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
                             eval_every=args.eval_every, early_stop_at=args.early_stop_at,
-                            save_every=args.save_every, seed=args.seed)
+                            save_every=args.save_every, seed=args.seed, device=args.device)
     check_out_not_input(args.out, [args.model])
     out = prepare_out_dir(args.out, overwrite=args.overwrite)
     result = finetune(args.model, args.data, out, config, eval_path=args.eval)

@@ -49,6 +49,7 @@ class FinetuneConfig:
         early_stop_at: stop at the first evaluation whose exact match reaches this value.
         save_every: write ``checkpoints/checkpoint-N`` every N steps (0: none).
         seed: data order and Trainer seed.
+        device: ``cpu`` (default) or ``cuda``; chosen explicitly, never by what happens to be installed.
     """
 
     freeze_layers: Optional[int] = None
@@ -63,6 +64,7 @@ class FinetuneConfig:
     early_stop_at: Optional[float] = None
     save_every: int = 0
     seed: int = 0
+    device: str = "cpu"
 
     def replace(self, **changes: Any) -> "FinetuneConfig":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -139,6 +141,10 @@ def finetune(model_dir: str, train_path: str, out_dir: str, config: FinetuneConf
     from ..training.evaluate import evaluate_records
     from ..training.trainer import EvaluateEveryCallback, train_model
 
+    if config.device not in ("cpu", "cuda"):
+        raise UsageError(f"device must be 'cpu' or 'cuda', got {config.device!r}")
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda asked for, but no CUDA device is available here")
     find_weight_files(model_dir)  # clear error for a missing/empty model dir before transformers sees it
     records = read_records(train_path)
     eval_records = read_records(eval_path) if eval_path else None
@@ -173,9 +179,10 @@ def finetune(model_dir: str, train_path: str, out_dir: str, config: FinetuneConf
     result = train_model(model, tokenizer, records, steps=config.steps, lr=config.lr, batch_size=config.batch_size,
                          seed=config.seed, schedule=config.schedule, warmup_steps=config.warmup_steps,
                          weight_decay=config.weight_decay, callbacks=callbacks, output_dir=checkpoints,
-                         save_steps=config.save_every or None, progress=True)
+                         save_steps=config.save_every or None, progress=True, use_cpu=config.device == "cpu")
 
-    changed = [n for n, t in frozen_before.items() if not torch.equal(t.view(torch.uint8), named[n].detach().view(torch.uint8))]
+    changed = [n for n, t in frozen_before.items()
+               if not torch.equal(t.cpu().view(torch.uint8), named[n].detach().cpu().view(torch.uint8))]
     if changed:
         raise FrozenWeightsChangedError(f"{len(changed)} frozen tensors changed during training", model_dir, changed[0])
     if report is not None:
