@@ -10,9 +10,9 @@ from typing import Optional, Sequence
 
 from .. import __version__
 from ..errors import SpuriousDiagError
-from . import audit_cmd, convert_cmd, demo_cmd, layers_cmd, pretrain_cmd, train_cmd
+from . import audit_cmd, convert_cmd, demo_cmd, diagnose_cmd, layers_cmd, pretrain_cmd, train_cmd
 
-_COMMANDS = (demo_cmd, audit_cmd, train_cmd, pretrain_cmd, layers_cmd, convert_cmd)
+_COMMANDS = (demo_cmd, audit_cmd, diagnose_cmd, train_cmd, pretrain_cmd, layers_cmd, convert_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

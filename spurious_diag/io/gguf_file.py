@@ -19,6 +19,7 @@ while only that one tensor is dequantized. Values are float32.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,88 @@ from .hf_dir import require_nonempty_file
 __all__ = ["GGUFFile"]
 
 logger = logging.getLogger(__name__)
+
+
+# Byte sizes of GGUF metadata value types (8 = string, 9 = array are variable).
+_GGUF_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+
+def validate_gguf_header(path: str) -> None:
+    """Walk a GGUF header with every length and count checked against the file size.
+
+    ``gguf.GGUFReader`` trusts the counts it reads: a corrupt array length makes it loop and
+    allocate until the machine runs out of memory. This walk only reads, and stops at the
+    first count that cannot fit in the bytes that remain.
+
+    Raises:
+        CorruptCheckpointError: bad magic, or a length, count or tensor size that cannot fit.
+    """
+    import struct
+
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        data = f.read(min(size, 256 * 2**20))  # metadata lives at the front
+
+    def fail(msg: str) -> None:
+        raise CorruptCheckpointError(f"not a readable GGUF file ({msg})", path)
+
+    pos = 0
+
+    def take(n: int) -> bytes:
+        nonlocal pos
+        if n < 0 or pos + n > len(data):
+            fail(f"header field at byte {pos} runs past the end of the file")
+        out = data[pos:pos + n]
+        pos += n
+        return out
+
+    def u32() -> int:
+        return struct.unpack("<I", take(4))[0]
+
+    def u64() -> int:
+        return struct.unpack("<Q", take(8))[0]
+
+    def string() -> None:
+        take(u64())
+
+    def value(kind: int, depth: int = 0) -> None:
+        if kind in _GGUF_SCALAR_SIZES:
+            take(_GGUF_SCALAR_SIZES[kind])
+        elif kind == 8:
+            string()
+        elif kind == 9 and depth == 0:
+            inner, count = u32(), u64()
+            smallest = _GGUF_SCALAR_SIZES.get(inner, 8)
+            if count * smallest > len(data) - pos:
+                fail(f"array of {count} elements cannot fit in the file")
+            for _ in range(count):
+                value(inner, depth + 1)
+        else:
+            fail(f"unknown metadata value type {kind}")
+
+    if take(4) != b"GGUF":
+        fail("bad magic")
+    version = u32()
+    if version not in (2, 3):
+        fail(f"unsupported version {version}")
+    n_tensors, n_kv = u64(), u64()
+    if n_tensors > size // 24 or n_kv > size // 12:
+        fail(f"{n_tensors} tensors and {n_kv} metadata entries cannot fit in {size} bytes")
+    for _ in range(n_kv):
+        string()
+        value(u32())
+    for _ in range(n_tensors):
+        string()
+        n_dims = u32()
+        if n_dims > 8:
+            fail(f"tensor with {n_dims} dimensions")
+        n_elements = 1
+        for _ in range(n_dims):
+            n_elements *= u64()
+        u32()
+        u64()
+        if n_elements > 32 * size:  # ≥ 1/4 byte per element in every GGUF type
+            fail(f"a tensor of {n_elements} elements cannot be stored in {size} bytes")
 
 
 def _open_reader(path: str) -> Any:
@@ -56,6 +139,7 @@ class GGUFFile:
     def __init__(self, path: str):
         self.path = str(path)
         require_nonempty_file(self.path)
+        validate_gguf_header(self.path)
         self._reader = _open_reader(self.path)
         self.config = self._read_config()
         self._processor, hf_model_state = self._build_name_map()

@@ -109,3 +109,14 @@ def test_mutated_gguf(valid_gguf, data):
 @given(st.binary(max_size=200))
 def test_random_bytes_after_gguf_magic(tail):
     _load_all(b"GGUF" + tail, ".gguf")
+
+
+def test_gguf_array_count_past_the_file_is_refused_before_reading(tmp_path):
+    """A corrupt array length once made gguf.GGUFReader allocate until the OOM killer came (22 GB)."""
+    key = b"tokenizer.ggml.tokens"
+    header = b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", len(key)) + key
+    header += struct.pack("<IIQ", 9, 8, 2**40)  # an array of 2^40 strings
+    path = tmp_path / "huge.gguf"
+    path.write_bytes(header + b"\x00" * 64)
+    with pytest.raises(SpuriousDiagError, match="cannot fit"):
+        load_checkpoint(path)
