@@ -1,0 +1,87 @@
+"""``spurious-diag diagnose`` on saved tiny checkpoints."""
+
+import argparse
+import copy
+import json
+
+import pytest
+import torch
+
+from spurious_diag.cli import diagnose_cmd
+from spurious_diag.errors import OutputDirError
+from tests.probes.conftest import as_json
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    diagnose_cmd.add_parser(parser.add_subparsers())
+    return parser.parse_args(["diagnose", *argv])
+
+
+def _write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def saved(bio_base, tmp_path_factory):
+    base, tokenizer, scenario = bio_base
+    root = tmp_path_factory.mktemp("diagnose")
+    after = copy.deepcopy(base)
+    with torch.no_grad():
+        for p in after.model.layers[0].parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(0)))
+    for name, model in (("before", base), ("after", after)):
+        model.save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+    task = _write_jsonl(root / "old.jsonl", as_json(scenario.qa("task0_test")[:24]))
+    bios = _write_jsonl(root / "bios.jsonl", as_json(scenario.probes("task0_test")[:24]))
+    return root, task, bios
+
+
+def test_writes_tables_summary_and_report(saved):
+    root, task, bios = saved
+    out = root / "out"
+    args = _parse([str(root / "before"), str(root / "after"), "--task", task, "--pretrain-format", bios,
+                   "--out", str(out), "--probes", "recovery,format,shift,geometry", "--recovery-n", "6",
+                   "--recovery-steps", "2", "--max-candidates", "4"])
+    assert diagnose_cmd.run(args) == 0
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["accuracy.csv", "format.csv", "format_overall.csv", "geometry.csv", "recovery.csv", "report.md",
+                     "residual_shift.csv", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["kind"] == "diagnosis" and summary["verdict"] in ("spurious", "real", "inconclusive")
+    assert summary["settings"]["recovery"]["ns"] == [6] and summary["settings"]["inputs"]["task"] == task
+    assert summary["settings"]["split"]["by"] == "person_id"
+    assert "## Verdict" in (out / "report.md").read_text()
+
+    with pytest.raises(OutputDirError, match="not empty"):
+        diagnose_cmd.run(args)
+    args.overwrite = True
+    args.probes = ("shift",)
+    assert diagnose_cmd.run(args) == 0
+    assert "recovery.csv" not in {p.name for p in out.iterdir()}
+
+
+def test_refuses_an_output_inside_an_input(saved):
+    root, task, _ = saved
+    args = _parse([str(root / "before"), str(root / "after"), "--task", task, "--out", str(root / "before" / "x")])
+    with pytest.raises(OutputDirError, match="overlaps"):
+        diagnose_cmd.run(args)
+
+
+def test_bad_options_are_usage_errors():
+    with pytest.raises(SystemExit):
+        _parse(["a", "b", "--task", "t", "--out", "o", "--probes", "nonsense"])
+    with pytest.raises(SystemExit):
+        _parse(["a", "b", "--task", "t", "--out", "o", "--recovery-n", "0"])
+
+
+def test_registered_in_the_cli_app():
+    from spurious_diag.cli import app
+
+    if diagnose_cmd not in getattr(app, "_COMMANDS", ()):
+        pytest.skip("diagnose_cmd is not registered in spurious_diag/cli/app.py yet")
+    with pytest.raises(SystemExit) as exc:
+        app.main(["diagnose", "--help"])
+    assert exc.value.code == 0

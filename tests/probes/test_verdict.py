@@ -1,0 +1,68 @@
+"""``diagnose`` end to end on tiny inputs: every probe runs, missing inputs are skipped and said so."""
+
+import copy
+import json
+
+import torch
+
+from spurious_diag.probes import RecoverySettings, diagnose
+from tests.probes.conftest import as_json
+
+FAST = RecoverySettings(ns=(6,), steps=2)
+
+
+def _damaged(model, seed=0, scale=0.05):
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in out.model.layers[0].parameters():
+            p.add_(scale * torch.randn(p.shape, generator=torch.Generator().manual_seed(seed)))
+    return out
+
+
+def test_every_probe_runs_and_the_report_serializes(bio_base):
+    base, tokenizer, scenario = bio_base
+    people = scenario.people_in("task0_test")[:10]
+    ids = {p.person_id for p in people}
+    old = [r for r in as_json(scenario.qa("task0_test")) if r["person_id"] in ids]
+    bios = [r for r in as_json(scenario.probes("task0_test")) if r["person_id"] in ids]
+    new = as_json(scenario.qa("task1")[:12])
+    d = diagnose(base, _damaged(base), old, base=_damaged(base, seed=1), tokenizer=tokenizer, new_task_records=new,
+                 pretraining_records=bios, recovery=FAST, max_candidates=5, seed=0)
+    # The base never learned QA: nothing to forget, so no verdict either way.
+    assert d.verdict == "inconclusive" and "no forgetting" in d.reason
+    assert set(d.frames) == {"accuracy", "recovery", "format", "format_overall", "linear_probe", "grafting",
+                             "residual_shift", "geometry"}
+    assert d.settings["split"] == {"by": "person_id", "held_out_records": 30, "recovery_pool_records": 30}
+    assert set(d.frames["accuracy"]["model"]) == {"before", "after", "base"}
+    assert set(d.frames["accuracy"]["task"]) == {"old", "new"}
+    assert d.skipped == {}
+    assert d.recommendation.k is not None
+    summary = json.loads(json.dumps(d.to_dict(include_frames=True)))
+    assert summary["verdict"] == "inconclusive" and summary["rules"][0]["name"] == "forgetting"
+    assert "grafting" in summary["frames"]
+    text = d.to_markdown()
+    assert "## Verdict: **inconclusive**" in text and "## Grafting" in text
+
+
+def test_checkpoints_alone_give_a_geometry_recommendation_marked_weaker(bio_base):
+    base, tokenizer, _ = bio_base
+    summary = {"per_layer": {str(i): {"rms_mean": {"1": 0.1, "2": r}, "angle_mean_deg": {"1-2": a}}
+                             for i, (r, a) in enumerate([(0.3, 89), (0.2, 80), (0.1, 5), (0.1, 3)])}}
+    d = diagnose(base, _damaged(base), None, tokenizer=tokenizer, audit_result=summary)
+    assert d.verdict == "inconclusive" and "needs old-task records" in d.reason
+    assert d.recommendation.k == 2 and d.recommendation.strength == "weaker"
+    assert d.skipped == {p: "no old-task records" for p in ("recovery", "format", "linear", "grafting", "shift")}
+    assert "weaker" in d.to_markdown()
+
+
+def test_missing_inputs_are_skipped_with_reasons(bio_base):
+    base, tokenizer, scenario = bio_base
+    old = as_json(scenario.qa("task0_test")[:24])
+    d = diagnose(base, _damaged(base), old, tokenizer=tokenizer, recovery=FAST,
+                 probes=("recovery", "format", "geometry"), compute_audit=True)
+    assert d.skipped["format"] == "no pretraining-format records"
+    assert "control" in d.skipped["recovery control"]
+    assert d.skipped["linear"] == "not requested" and d.skipped["grafting"] == "not requested"
+    assert "sizes only" in d.skipped["geometry angles"]
+    assert set(d.frames) == {"accuracy", "recovery", "geometry"}
+    assert d.recommendation.source == "geometry"
