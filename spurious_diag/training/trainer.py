@@ -122,6 +122,23 @@ class EvaluateEveryCallback(TrainerCallback):
         return pd.DataFrame(self.rows)
 
 
+class _ExtraLossTrainer(Trainer):
+    """``Trainer`` whose training loss gets ``extra_loss(model)`` added (e.g. an EWC penalty)."""
+
+    def __init__(self, *args: Any, extra_loss: Callable[[torch.nn.Module], torch.Tensor], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._extra_loss = extra_loss
+
+    def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Optional[Union[torch.Tensor, int]] = None) -> Any:
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                      num_items_in_batch=num_items_in_batch)
+        if return_outputs:
+            loss, outputs = result
+            return loss + self._extra_loss(model), outputs
+        return result + self._extra_loss(model)
+
+
 class _LossLogCallback(TrainerCallback):
     """Sends Trainer's log dicts to :mod:`logging` instead of stdout."""
 
@@ -172,6 +189,7 @@ def train_model(
     logging_steps: int = 10,
     use_cpu: bool = True,
     progress: bool = False,
+    extra_loss: Optional[Callable[[torch.nn.Module], torch.Tensor]] = None,
 ) -> TrainingResult:
     """Train ``model`` in place for ``steps`` AdamW steps with ``transformers.Trainer``.
 
@@ -201,6 +219,9 @@ def train_model(
             mean over the last complete window.
         use_cpu: run on CPU even when an accelerator is present.
         progress: show Trainer's ``tqdm.auto`` progress bar.
+        extra_loss: a differentiable term added to every training step's loss, computed from
+            the model being trained (e.g. the EWC penalty of :mod:`spurious_diag.sequential`);
+            it is included in the logged losses. None: the plain language-model loss.
 
     Returns:
         :class:`TrainingResult`. The model is left in eval mode.
@@ -255,13 +276,18 @@ def train_model(
             remove_unused_columns=False,
             log_level="warning",
         )
-        trainer = Trainer(
+        trainer_class: Any = Trainer
+        trainer_kwargs: dict[str, Any] = {}
+        if extra_loss is not None:
+            trainer_class, trainer_kwargs = _ExtraLossTrainer, {"extra_loss": extra_loss}
+        trainer = trainer_class(
             model=model,
             args=args,
             data_collator=PaddingCollator(pad_token_id=tokenizer.pad_token_id),
             train_dataset=_ExampleDataset(examples),
             processing_class=tokenizer,
             callbacks=[_LossLogCallback(), *callbacks],
+            **trainer_kwargs,
         )
         trainer.remove_callback(PrinterCallback)
         if not progress:
