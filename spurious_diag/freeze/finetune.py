@@ -4,10 +4,15 @@ Output directory layout (auditable: ``spurious-diag audit MODEL OUT`` compares t
 and the result; ``spurious-diag audit OUT/checkpoints`` audits the trajectory):
 
     OUT/model.safetensors, config.json, tokenizer files   the trained model
-    OUT/checkpoints/checkpoint-N/                         snapshots, with --save-every
+    OUT/checkpoints/checkpoint-N/                         full-state snapshots (weights, optimizer, scheduler,
+                                                          RNG, evaluation rows), with --save-every
+    OUT/checkpoints/run.json                              the run's inputs and settings, checked by --resume
     OUT/freeze_report.json                                what was frozen, trainable fraction, tied weights
     OUT/metrics.csv                                       evaluations (step × metric), with --eval
     OUT/train_summary.json                                settings, timings, losses, the bit-identity check
+
+A killed run continues with ``resume=True`` (``--resume``) from its newest complete checkpoint
+and ends with the same weights, bit for bit on CPU, as a run that was never interrupted.
 """
 
 from __future__ import annotations
@@ -21,11 +26,11 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 import torch
-from transformers import TrainerCallback
 
 from .. import __version__
-from ..errors import InvalidDataError, UsageError
+from ..errors import CheckpointNotFoundError, InvalidDataError, UsageError
 from ..outputs import atomic_write_json, staged_dir
+from ..training.checkpoints import ResumableCallback, last_checkpoint
 from ..training.records import read_records
 from .freezing import FreezeReport, freeze_bottom_layers
 from .verify import FrozenWeightsChangedError
@@ -102,7 +107,7 @@ class FinetuneResult:
     metrics: Optional[Any] = None
 
 
-class EarlyStopAtCallback(TrainerCallback):
+class EarlyStopAtCallback(ResumableCallback):
     """Stop training at the first evaluation of ``evaluator`` whose ``key`` reaches ``threshold``.
 
     Must come after ``evaluator`` (an ``EvaluateEveryCallback``) in the callback list.
@@ -111,6 +116,12 @@ class EarlyStopAtCallback(TrainerCallback):
     def __init__(self, evaluator: Any, threshold: float, key: str = "exact_match"):
         self.evaluator, self.threshold, self.key = evaluator, threshold, key
         self.stopped_at: Optional[int] = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"stopped_at": self.stopped_at}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.stopped_at = state["stopped_at"]
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         rows = self.evaluator.rows
@@ -123,17 +134,54 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def _run_identity(model_dir: str, train_path: str, eval_path: Optional[str], config: FinetuneConfig) -> dict[str, Any]:
+    return {"model": os.path.abspath(model_dir), "data": os.path.abspath(train_path),
+            "eval": os.path.abspath(eval_path) if eval_path else None, "config": dataclasses.asdict(config)}
+
+
+def _resume_point(out_dir: str, identity: Mapping[str, Any]) -> str:
+    """The newest complete checkpoint of the run in ``out_dir``, after checking it is this run."""
+    checkpoints = os.path.join(out_dir, "checkpoints")
+    checkpoint = last_checkpoint(checkpoints)
+    if checkpoint is None:
+        raise CheckpointNotFoundError("nothing to resume from: no complete checkpoint in checkpoints/ "
+                                      "(a run writes them with --save-every N)", out_dir)
+    try:
+        with open(os.path.join(checkpoints, "run.json"), encoding="utf-8") as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        raise CheckpointNotFoundError("nothing to resume from: checkpoints/run.json is missing or unreadable",
+                                      out_dir) from None
+    differ = [f"{key}: {saved.get(key)!r} then, {identity[key]!r} now" for key in ("model", "data", "eval")
+              if saved.get(key) != identity[key]]
+    saved_config = saved.get("config") or {}
+    differ += [f"{key}: {saved_config.get(key)!r} then, {value!r} now"
+               for key, value in identity["config"].items() if saved_config.get(key) != value]
+    if differ:
+        raise UsageError("--resume needs the inputs and settings of the run it continues; differing: "
+                         + "; ".join(differ), out_dir)
+    return checkpoint
+
+
 def finetune(model_dir: str, train_path: str, out_dir: str, config: FinetuneConfig, *,
-             eval_path: Optional[str] = None, overwrite: bool = False) -> FinetuneResult:
+             eval_path: Optional[str] = None, overwrite: bool = False, resume: bool = False) -> FinetuneResult:
     """Fine-tune the HF causal LM in ``model_dir`` on ``train_path`` (loss on completions only).
 
     Frozen tensors are left out of the optimizer and checked bit-identical to the start after
     training; a difference raises :class:`FrozenWeightsChangedError` and nothing is saved.
 
+    With ``resume``, training continues from the newest complete checkpoint in
+    ``out_dir/checkpoints`` (weights, optimizer, scheduler, RNG, data position and the
+    evaluation rows so far), so the result equals an uninterrupted run's. The inputs and
+    ``config`` must be those of the run being continued. Frozen tensors are still checked
+    against ``model_dir``, not against the checkpoint.
+
     Raises:
-        CheckpointNotFoundError / InvalidDataError: missing or malformed model or data.
+        CheckpointNotFoundError / InvalidDataError: missing or malformed model or data; with
+            ``resume``, no complete checkpoint to resume from.
         OutputDirError: ``out_dir`` not empty (without ``overwrite``) or overlapping the model.
-        UsageError: a tokenizer without an EOS token, or a freeze depth beyond the model.
+        UsageError: a tokenizer without an EOS token, or a freeze depth beyond the model; with
+            ``resume``, inputs or settings other than the run's.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -146,6 +194,8 @@ def finetune(model_dir: str, train_path: str, out_dir: str, config: FinetuneConf
     if config.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda asked for, but no CUDA device is available here")
     find_weight_files(model_dir)  # clear error for a missing/empty model dir before transformers sees it
+    identity = _run_identity(model_dir, train_path, eval_path, config)
+    resume_from = _resume_point(out_dir, identity) if resume else None
     records = read_records(train_path)
     eval_records = read_records(eval_path) if eval_path else None
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -159,6 +209,7 @@ def finetune(model_dir: str, train_path: str, out_dir: str, config: FinetuneConf
     if config.freeze_layers is not None:
         report = freeze_bottom_layers(model, config.freeze_layers, embeddings=config.freeze_embeddings)
     named = dict(model.named_parameters())
+    # Taken from model_dir before any resume loads a checkpoint: the check is against the true start.
     frozen_before = {n: named[n].detach().clone() for n in (report.frozen if report else [])}
 
     callbacks: list[Any] = []
@@ -176,10 +227,13 @@ def finetune(model_dir: str, train_path: str, out_dir: str, config: FinetuneConf
     checkpoints = os.path.join(out_dir, "checkpoints") if config.save_every else None
     if checkpoints:
         os.makedirs(checkpoints, exist_ok=True)
+        if resume_from is None and _is_main_process():
+            atomic_write_json(os.path.join(checkpoints, "run.json"), identity)
     result = train_model(model, tokenizer, records, steps=config.steps, lr=config.lr, batch_size=config.batch_size,
                          seed=config.seed, schedule=config.schedule, warmup_steps=config.warmup_steps,
                          weight_decay=config.weight_decay, callbacks=callbacks, output_dir=checkpoints,
-                         save_steps=config.save_every or None, progress=True, use_cpu=config.device == "cpu")
+                         save_steps=config.save_every or None, resume_from=resume_from, progress=True,
+                         use_cpu=config.device == "cpu")
 
     changed = [n for n, t in frozen_before.items()
                if not torch.equal(t.cpu().view(torch.uint8), named[n].detach().cpu().view(torch.uint8))]
@@ -203,6 +257,7 @@ def finetune(model_dir: str, train_path: str, out_dir: str, config: FinetuneConf
             "eval": os.path.abspath(eval_path) if eval_path else None, "records": len(records),
             "config": dataclasses.asdict(config), "steps": result.steps, "final_loss": result.final_loss,
             "seconds_per_step": result.seconds_per_step,
+            "resumed_from": os.path.relpath(resume_from, out_dir) if resume_from else None,
             "trainable_fraction": report.trainable_fraction if report else 1.0,
             "frozen_bit_identical": True if report else None,
         })

@@ -7,7 +7,8 @@ sequence.
 :func:`train_model` runs AdamW through ``Trainer`` on CPU by default, reports nowhere
 (``report_to=[]``) and saves nothing unless asked. Parameters with ``requires_grad=False``
 stay out of the optimizer (``Trainer`` builds its parameter groups from trainable tensors),
-so freezing works as DESIGN.md §4 asks.
+so freezing works as DESIGN.md §4 asks. Its ``checkpoint-N`` folders are full-state and
+written atomically (:mod:`.checkpoints`); ``resume_from`` continues a killed run from one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from transformers import (PreTrainedModel, PreTrainedTokenizerBase, Trainer, Tra
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from ..errors import InvalidDataError
+from .checkpoints import STAGING_DIR, ResumableCallback, StagedCheckpointCallback, load_callback_states, load_weights
 from .records import IGNORE_INDEX, EncodedExample, Record, encode_records
 
 __all__ = [
@@ -78,13 +81,14 @@ class PaddingCollator:
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-class EvaluateEveryCallback(TrainerCallback):
+class EvaluateEveryCallback(ResumableCallback):
     """Calls ``evaluate(model)`` before training (step 0) and every ``every`` optimizer steps.
 
     ``evaluate`` returns a flat mapping of numbers (e.g. ``{"task0_em": 0.9}``); the model is
     put in eval mode under ``torch.no_grad()`` for the call and restored afterwards. Rows
     ``{"step": ..., **metrics}`` accumulate in ``rows``; :meth:`frame` returns them as a
     DataFrame. The evaluation draws no random numbers, so it does not change the training run.
+    The rows travel with each full-state checkpoint; a resumed run continues them.
     """
 
     def __init__(self, every: int, evaluate: Callable[[PreTrainedModel], Mapping[str, float]], *,
@@ -106,9 +110,15 @@ class EvaluateEveryCallback(TrainerCallback):
         self.rows.append({"step": step, **metrics})
         logger.info("step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.rows = [dict(row) for row in state["rows"]]
+
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        model: Optional[PreTrainedModel] = None, **kwargs: Any) -> None:
-        if self.at_start and model is not None:
+        if self.at_start and model is not None and not self.resumed:
             self._run(model, state.global_step)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
@@ -160,6 +170,9 @@ class TrainingResult:
             ``learning_rate``.
         runtime_s: wall-clock seconds of ``Trainer.train``.
         seconds_per_step: ``runtime_s / steps``.
+
+    After a resume, ``steps`` counts from the start of the run, ``losses`` holds the windows
+    logged before the kill too, and ``runtime_s`` is this call's time alone.
     """
 
     steps: int
@@ -186,6 +199,8 @@ def train_model(
     callbacks: Sequence[TrainerCallback] = (),
     output_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
     save_steps: Optional[int] = None,
+    keep_checkpoints: Optional[int] = None,
+    resume_from: Optional[Union[str, "os.PathLike[str]"]] = None,
     logging_steps: int = 10,
     use_cpu: bool = True,
     progress: bool = False,
@@ -213,8 +228,16 @@ def train_model(
         callbacks: extra ``TrainerCallback`` s (e.g. :class:`EvaluateEveryCallback`).
         output_dir: where ``Trainer`` writes; only used for checkpoints. None: a temporary
             directory, deleted afterwards.
-        save_steps: save a ``checkpoint-N`` every ``save_steps`` steps in ``output_dir``;
-            None saves nothing.
+        save_steps: save a full-state ``checkpoint-N`` (weights, optimizer, scheduler, RNG,
+            data position, and the state of the :class:`~.checkpoints.ResumableCallback` s
+            among ``callbacks``) every ``save_steps`` steps and at the end, in ``output_dir``,
+            atomically (staged in ``output_dir/.partial``); None saves nothing.
+        keep_checkpoints: keep only the newest this many checkpoints (None: all).
+        resume_from: a complete checkpoint of an earlier run of the same call (see
+            :func:`~.checkpoints.last_checkpoint`): training continues from its step with its
+            weights, optimizer, scheduler, RNG and data position, and the resumable callbacks
+            get their state back. On CPU the result is bit-identical to an uninterrupted run.
+            ``model`` must be built as for the first run (e.g. the same frozen tensors).
         logging_steps: loss logging window (capped at ``steps``); ``final_loss`` is the
             mean over the last complete window.
         use_cpu: run on CPU even when an accelerator is present.
@@ -230,6 +253,8 @@ def train_model(
         raise ValueError(f"steps must be >= 1, got {steps}")
     if save_steps is not None and output_dir is None:
         raise ValueError("save_steps needs an output_dir")
+    if resume_from is not None and not os.path.isdir(resume_from):
+        raise ValueError(f"resume_from is not a directory: {resume_from}")
     if schedule == "constant":
         scheduler, scheduler_kwargs = ("constant_with_warmup" if warmup_steps else "constant"), {}
     elif schedule == "linear":
@@ -249,9 +274,28 @@ def train_model(
     if not examples:
         raise InvalidDataError("no training records")
 
+    callbacks = list(callbacks)
+    resumables = [cb for cb in callbacks if isinstance(cb, ResumableCallback)]
+    start_step, finished = 0, False
+    if resume_from is not None:
+        finished = load_callback_states(resume_from, resumables)
+        saved_state = TrainerState.load_from_json(os.path.join(os.fspath(resume_from), "trainer_state.json"))
+        start_step = int(saved_state.global_step)
+        logger.info("resuming from %s (step %d%s)", resume_from, start_step, ", training had ended" if finished else "")
+        if finished:  # Trainer would take one more step; the checkpoint is the result
+            load_weights(model, resume_from)
+            model.eval()
+            return _result(saved_state, 0.0, 0)
+    staging = None
+    if save_steps:
+        staging = os.path.join(os.fspath(output_dir), STAGING_DIR)  # type: ignore[arg-type]
+        shutil.rmtree(staging, ignore_errors=True)  # a save torn by a kill
+        callbacks.append(StagedCheckpointCallback(staging, os.fspath(output_dir), resumables,  # type: ignore[arg-type]
+                                                  keep=keep_checkpoints))
+
     with tempfile.TemporaryDirectory(prefix="spurious-diag-train-") as scratch:
         args = TrainingArguments(
-            output_dir=os.fspath(output_dir) if output_dir is not None else scratch,
+            output_dir=staging or scratch,
             max_steps=steps,
             per_device_train_batch_size=batch_size,
             learning_rate=lr,
@@ -293,16 +337,21 @@ def train_model(
         if not progress:
             trainer.remove_callback(ProgressCallback)
         start = time.perf_counter()
-        trainer.train()
+        trainer.train(resume_from_checkpoint=os.fspath(resume_from) if resume_from is not None else None)
         runtime = time.perf_counter() - start
+    if staging is not None and int(os.environ.get("RANK", "0")) == 0:
+        shutil.rmtree(staging, ignore_errors=True)
 
     model.eval()
-    history = [h for h in trainer.state.log_history if "loss" in h]
+    return _result(trainer.state, runtime, int(trainer.state.global_step) - start_step)
+
+
+def _result(state: TrainerState, runtime: float, steps_this_call: int) -> TrainingResult:
+    history = [h for h in state.log_history if "loss" in h]
     losses = pd.DataFrame(
         {"step": [h["step"] for h in history], "loss": [float(h["loss"]) for h in history],
          "learning_rate": [float(h.get("learning_rate", math.nan)) for h in history]}
     )
     final_loss = float(losses["loss"].iloc[-1]) if len(losses) else math.nan
-    done = int(trainer.state.global_step)
-    return TrainingResult(steps=done, final_loss=final_loss, losses=losses, runtime_s=runtime,
-                          seconds_per_step=runtime / max(done, 1))
+    return TrainingResult(steps=int(state.global_step), final_loss=final_loss, losses=losses, runtime_s=runtime,
+                          seconds_per_step=runtime / max(steps_this_call, 1))
