@@ -3,7 +3,8 @@
 The callback (:class:`TaskProgressCallback`) runs during one task's training: full
 evaluations on the :class:`~.tasks.EvalSchedule`, the early-stop check in between, the
 early-stop decision, and weight-only checkpoints. It appends tidy rows; the runner turns them
-into DataFrames.
+into DataFrames. Its rows and early-stop point travel with the runner's full-state checkpoints,
+so a resumed task continues them.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..outputs import staged_dir
+from ..training.checkpoints import ResumableCallback
 from ..training.evaluate import evaluate_records
 from ..training.records import encode_qa
 from .tasks import EvalSchedule, Task
@@ -86,7 +88,7 @@ def save_weights(model: PreTrainedModel, path: os.PathLike | str) -> Path:
     return Path(path)
 
 
-class TaskProgressCallback(TrainerCallback):
+class TaskProgressCallback(ResumableCallback):
     """Evaluates, checks early stopping and saves checkpoints while one task trains.
 
     Args:
@@ -167,6 +169,16 @@ class TaskProgressCallback(TrainerCallback):
         model.train(was_training)
         if step in self.save_steps or (self.stop_training and self.stop_step == step and self.save_steps):
             self.saved.append(save_weights(model, self.checkpoint_dir / f"checkpoint-{step}"))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "attribute_rows": self.attribute_rows, "stop_step": self.stop_step,
+                "saved": [os.fspath(p) for p in self.saved]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.rows = [dict(r) for r in state["rows"]]
+        self.attribute_rows = [dict(r) for r in state["attribute_rows"]]
+        self.stop_step = state["stop_step"]
+        self.saved = [Path(p) for p in state["saved"]]
 
     def begin(self, model: PreTrainedModel) -> None:
         """Step 0 (before the first optimizer step): evaluate, check and save. Call it before

@@ -15,12 +15,17 @@ For each task in turn the runner
 A run may start after tasks already learned (``first_task``): the model is then taken to be
 the end of ``tasks[first_task − 1]`` (e.g. one Task 0 model reused by many Task 1 runs).
 
+With a ``state_dir`` a run can be killed and continued (``resume=True``): finished tasks are
+not trained again, and the task in progress continues from its last full-state checkpoint
+with the evaluation rows recorded so far (:mod:`.resume`).
+
 Results are tidy DataFrames in a :class:`SequenceResult`; :mod:`.tables` derives the accuracy
 matrix, backward transfer and a one-row summary from them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -39,6 +44,7 @@ from .evaluation import SequenceEvaluator, TaskProgressCallback
 from .ewc import EwcPenalty, FisherDiagonal, diagonal_fisher
 from .methods import Method
 from .replay import replay_mix
+from .resume import FinishedTask, RunState
 from .tasks import EvalSchedule, Task, TrainSettings
 
 __all__ = ["CURVE_COLUMNS", "ATTRIBUTE_COLUMNS", "POINT_COLUMNS", "SequenceResult", "run_sequence"]
@@ -69,11 +75,13 @@ class SequenceResult:
             (:data:`POINT_COLUMNS`); ``reached`` is False when the early-stop criterion was
             never met (the point is then the end) or the task had none.
         losses: training loss per logging window (``task_index``, ``task``, ``step``, ``loss``,
-            ``learning_rate``).
+            ``learning_rate``). After a resume, the window that spans the kill averages only the
+            steps trained after it (the other tables are those of an uninterrupted run).
         freeze_reports / frozen_checks: per task index, what Freeze(k) froze and the
             bit-identity check after the task.
         fisher_sums: per task index, Σ F of its EWC Fisher.
-        runtime_s: wall-clock seconds per task index (training and evaluation).
+        runtime_s: wall-clock seconds per task index (training and evaluation; for a task
+            continued after a kill, the part after it).
     """
 
     method: str
@@ -118,6 +126,14 @@ def _training_records(tasks: Sequence[Task], index: int, method: Method, seed: i
     return records
 
 
+def _identity(method: Method, seed: int, tasks: Sequence[Task], settings: Sequence[TrainSettings],
+              schedule: EvalSchedule, first_task: int, state_every: int) -> dict[str, Any]:
+    return {"method": method.label, "seed": seed, "first_task": first_task, "state_every": state_every,
+            "tasks": [{"name": t.name, "train": len(t.train), "evals": {k: len(v) for k, v in t.evals.items()},
+                       "primary": t.primary} for t in tasks],
+            "settings": [dataclasses.asdict(s) for s in settings], "schedule": dataclasses.asdict(schedule)}
+
+
 def run_sequence(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -133,6 +149,9 @@ def run_sequence(
     fisher_max_examples: Optional[int] = None,
     checkpoint_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
     eval_batch_size: int = 128,
+    state_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
+    state_every: int = 50,
+    resume: bool = False,
 ) -> SequenceResult:
     """Train ``model`` in place on ``tasks[first_task..last_task]`` in order with ``method``.
 
@@ -155,6 +174,12 @@ def run_sequence(
             ``checkpoint_dir/<task name>/`` (a chain ``spurious-diag audit`` reads);
             None: save nothing.
         eval_batch_size: sequences per evaluation forward pass.
+        state_dir: keep what a killed run needs to continue here (:mod:`.resume`): each
+            finished task's weights and rows, and a full-state checkpoint of the task in
+            progress every ``state_every`` steps. Must be empty unless ``resume``. None: keep none.
+        state_every: steps between full-state checkpoints (only the newest is kept).
+        resume: continue the run in ``state_dir``: pass the same ``model`` (the start of the
+            run), tasks and arguments; the result equals an uninterrupted run's.
 
     Returns:
         :class:`SequenceResult`. The model is left at the end of ``tasks[last_task]`` (not at
@@ -162,13 +187,21 @@ def run_sequence(
 
     Raises:
         FrozenWeightsChangedError: a tensor frozen by Freeze(k) changed during a task.
-        UsageError: inconsistent arguments.
+        UsageError: inconsistent arguments, or ``resume`` with other ones than the run's.
+        OutputDirError / CheckpointNotFoundError: a non-empty ``state_dir`` without ``resume``,
+            or ``resume`` without a run in ``state_dir``.
     """
     _check_tasks(tasks)
     last_task = len(tasks) - 1 if last_task is None else last_task
     if not 0 <= first_task <= last_task < len(tasks):
         raise UsageError(f"cannot run tasks {first_task}..{last_task} of {len(tasks)}")
     per_task = _settings_for(settings, len(tasks))
+    if resume and state_dir is None:
+        raise UsageError("resume needs the state_dir of the run to continue")
+    if state_every < 1:
+        raise UsageError(f"state_every must be >= 1, got {state_every}")
+    state = None if state_dir is None else RunState(
+        state_dir, _identity(method, seed, tasks, per_task, schedule, first_task, state_every), resume=resume)
     evaluator = SequenceEvaluator(tokenizer, tasks, eval_batch_size)
     result = SequenceResult(method.label, seed, [t.name for t in tasks], first_task, pd.DataFrame(), pd.DataFrame(),
                             pd.DataFrame(), pd.DataFrame())
@@ -184,28 +217,52 @@ def run_sequence(
     for index in range(first_task, last_task + 1):
         task, task_settings = tasks[index], per_task[index]
         started = time.perf_counter()
+        finished = state.finished(index) if state is not None else None
         frozen_before: dict[str, Any] = {}
         if method.kind == "freeze" and index > 0:
             report = freeze_bottom_layers(model, int(method.frozen_blocks or 0), embeddings=True)
             result.freeze_reports[index] = report
-            params = dict(model.named_parameters())
-            frozen_before = {name: params[name].detach().clone() for name in report.frozen}
+            if finished is None:
+                params = dict(model.named_parameters())
+                frozen_before = {name: params[name].detach().clone() for name in report.frozen}
+        if finished is not None:  # done before a kill: its rows and weights, not its training again
+            state.load_weights(index, model)  # type: ignore[union-attr]
+            curve.extend(finished.curve)
+            attributes.extend(finished.attributes)
+            points.extend(finished.points)
+            if finished.losses:
+                losses.append(pd.DataFrame(finished.losses))
+            if finished.frozen_check is not None:
+                result.frozen_checks[index] = finished.frozen_check
+            if finished.fisher is not None:
+                fisher_terms.append(finished.fisher)
+            step_offset += finished.steps
+            result.runtime_s[index] = finished.runtime_s
+            logger.info("%s %s: finished before the resume, not trained again", method.label, task.name)
+            continue
         penalty = EwcPenalty(fisher_terms, float(method.param)) if method.kind == "ewc" and fisher_terms else None
         callback = TaskProgressCallback(
             evaluator, index, task_settings.steps, schedule, early_stop=task_settings.early_stop,
             stop_training=task_settings.stop_training,
             checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / task.name,
             step_offset=step_offset)
-        callback.begin(model)
+        resume_from = state.checkpoint(index) if state is not None else None
+        if resume_from is None:
+            callback.begin(model)  # on resume its rows come back with the checkpoint
         steps_done = 0
+        task_losses = pd.DataFrame()
         if not (task_settings.stop_training and callback.stop_step == 0):
             records = _training_records(tasks, index, method, seed + index)
             training = train_model(model, tokenizer, records, steps=task_settings.steps, lr=task_settings.lr,
                                    batch_size=task_settings.batch_size, seed=seed + index,
                                    schedule=task_settings.schedule, warmup_steps=task_settings.warmup_steps,
-                                   weight_decay=task_settings.weight_decay, callbacks=[callback], extra_loss=penalty)
+                                   weight_decay=task_settings.weight_decay, callbacks=[callback], extra_loss=penalty,
+                                   output_dir=state.train_dir(index) if state is not None else None,
+                                   save_steps=state_every if state is not None else None, keep_checkpoints=1,
+                                   resume_from=resume_from)
             steps_done = training.steps
-            losses.append(training.losses.assign(task_index=index, task=task.name))
+            task_losses = training.losses.assign(task_index=index, task=task.name)
+            losses.append(task_losses)
         if frozen_before:
             check = verify_frozen(frozen_before, model, list(frozen_before))
             result.frozen_checks[index] = check
@@ -215,19 +272,26 @@ def run_sequence(
                                                 None, check.changed[0])
         reached = callback.stop_step is not None
         stamp = {"method": method.label, "seed": seed, "task_index": index, "task": task.name}
-        for point, step, point_reached in (("start", 0, True),
-                                           ("early_stop", callback.stop_step if reached else steps_done, reached),
-                                           ("end", steps_done, True)):
-            points.append({**stamp, "point": point, "step": step, "global_step": step_offset + step,
-                           "reached": point_reached})
-        curve.extend({"method": method.label, "seed": seed, **row} for row in callback.rows)
-        attributes.extend({"method": method.label, "seed": seed, **row} for row in callback.attribute_rows)
+        task_points = [{**stamp, "point": point, "step": step, "global_step": step_offset + step, "reached": hit}
+                       for point, step, hit in (("start", 0, True),
+                                                ("early_stop", callback.stop_step if reached else steps_done, reached),
+                                                ("end", steps_done, True))]
+        task_curve = [{"method": method.label, "seed": seed, **row} for row in callback.rows]
+        task_attributes = [{"method": method.label, "seed": seed, **row} for row in callback.attribute_rows]
+        points.extend(task_points)
+        curve.extend(task_curve)
+        attributes.extend(task_attributes)
         step_offset += steps_done
+        term = None
         if method.kind == "ewc" and index < len(tasks) - 1 and index < last_task:
             term = diagonal_fisher(model, tokenizer, task.train, source=task.name,
                                    max_examples=fisher_max_examples, seed=seed)
             fisher_terms.append(term)
         result.runtime_s[index] = time.perf_counter() - started
+        if state is not None:
+            state.save_finished(index, model, FinishedTask(
+                steps_done, task_curve, task_attributes, task_points, task_losses.to_dict("records"),
+                result.frozen_checks.get(index), result.runtime_s[index], term))
         logger.info("%s %s done: %d steps in %.1f s%s", method.label, task.name, steps_done, result.runtime_s[index],
                     f", early-stop point at step {callback.stop_step}" if reached else "")
     for i, term in enumerate(fisher_terms):
