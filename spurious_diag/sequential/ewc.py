@@ -117,6 +117,7 @@ class EwcPenalty:
 
     >>> import torch
     >>> model = torch.nn.Linear(2, 1, bias=False)
+    >>> _ = torch.nn.init.zeros_(model.weight)  # a random start would round (w + 1) − w
     >>> anchor = {"weight": model.weight.detach().clone()}
     >>> penalty = EwcPenalty([FisherDiagonal({"weight": torch.ones(1, 2)}, anchor, "t0", 1)], lam=2.0)
     >>> penalty(model).item()
