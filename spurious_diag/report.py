@@ -18,9 +18,9 @@ __all__ = ["write_csv", "write_audit_report", "audit_markdown"]
 
 
 def write_csv(frame: pd.DataFrame, path: str) -> None:
-    """``frame`` as CSV at ``path``, atomically; floats with full precision."""
+    """``frame`` as CSV at ``path``, atomically; floats in full (round-trip) precision."""
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.10g")
+        frame.to_csv(tmp, index=False)
 
 
 def _fmt(x: Any, digits: int = 3) -> str:

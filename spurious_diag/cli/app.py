@@ -10,9 +10,9 @@ from typing import Optional, Sequence
 
 from .. import __version__
 from ..errors import SpuriousDiagError
-from . import audit_cmd, convert_cmd, demo_cmd, diagnose_cmd, layers_cmd, pretrain_cmd, train_cmd
+from . import audit_cmd, convert_cmd, demo_cmd, diagnose_cmd, figures_cmd, layers_cmd, pretrain_cmd, train_cmd
 
-_COMMANDS = (demo_cmd, audit_cmd, diagnose_cmd, train_cmd, pretrain_cmd, layers_cmd, convert_cmd)
+_COMMANDS = (demo_cmd, figures_cmd, audit_cmd, diagnose_cmd, train_cmd, pretrain_cmd, layers_cmd, convert_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +40,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not args.debug:
+        # transformers' own bars ("Loading weights") read this when it is first imported; ours stay.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         for noisy in ("transformers", "huggingface_hub", "accelerate", "matplotlib", "PIL"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
     if args.threads:

@@ -1,0 +1,145 @@
+"""Every figure of a demo run, drawn from the CSVs in its output directory.
+
+:func:`make_figures` is what ``spurious-diag figures`` and ``figures/make_figures.py`` call and
+what the demo calls for its report, so a figure can always be regenerated from a run's tables
+alone. A figure whose table is missing (e.g. a probe that was skipped) is left out, with a log
+line; a table that exists but cannot be drawn is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..outputs import atomic_path
+from .angles import angle_violins
+from .curves import collapse_curve
+from .heatmaps import trajectory_heatmap, update_heatmap
+from .matrices import accuracy_matrix_plot
+from .probes import format_probe_plot, grafting_curve_plot, linear_probe_plot, recovery_curve, residual_shift_plot
+from .sweeps import freeze_sweep
+
+__all__ = ["FIGURES", "make_figures", "checkpoint_steps"]
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+Tables = dict[str, pd.DataFrame]
+
+_STEP = re.compile(r"checkpoint-(\d+)")
+
+
+def checkpoint_steps(updates: pd.DataFrame) -> dict[int, int]:
+    """Update index → the training step its ``to_ckpt`` checkpoint was saved at (``checkpoint-N``)."""
+    steps = {}
+    for update, to_ckpt in updates[["update", "to_ckpt"]].drop_duplicates().itertuples(index=False):
+        match = _STEP.search(str(to_ckpt))
+        if match:
+            steps[int(update)] = int(match.group(1))
+    return steps
+
+
+def _num_layers(tables: Tables) -> Optional[int]:
+    """Blocks of the audited model: one more than the highest layer of an attention or MLP tensor."""
+    updates = tables.get("audit_updates")
+    if updates is None:
+        return None
+    blocks = updates.loc[updates["module"].astype(str).str.match(r"(attn|mlp)\."), "layer"].dropna()
+    return int(blocks.max()) + 1 if len(blocks) else None
+
+
+def _heatmap(update: int) -> Callable[[Tables], Figure]:
+    def draw(t: Tables) -> Figure:
+        fig = update_heatmap(t["audit_updates"], update=update, num_layers=_num_layers(t))
+        fig.axes[0].set_title(f"Update size of Task {update - 1} (RMS per tensor)")
+        return fig
+    return draw
+
+
+def _trajectory(t: Tables) -> Figure:
+    updates = t["trajectory_updates"]
+    return trajectory_heatmap(updates, steps=checkpoint_steps(updates), num_layers=_num_layers(t))
+
+
+def _matrices(t: Tables) -> Figure:
+    frame = t["accuracy_matrix"]
+    methods = list(dict.fromkeys(frame["method"]))
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.0), layout="constrained",
+                             squeeze=False)
+    for ax, method in zip(axes[0], methods):
+        accuracy_matrix_plot(frame, method=method, at="end", ax=ax)
+        ax.set_title(f"{method}, end of training")
+    return fig
+
+
+def _acc_before(t: Tables) -> Optional[float]:
+    accuracy = t.get("diagnosis_accuracy")
+    if accuracy is None:
+        return None
+    row = accuracy[(accuracy["model"] == "before") & (accuracy["task"] == "old")]
+    return float(row["exact_match"].iloc[0]) if len(row) else None
+
+
+# name → (tables it needs, how to draw it). Order: the report's order.
+FIGURES: dict[str, tuple[tuple[str, ...], Callable[[Tables], Figure]]] = {
+    "collapse_curve": (("curve", "points"), lambda t: collapse_curve(t["curve"], points=t["points"], task_index=1)),
+    "collapse_by_attribute": (("per_attribute",), lambda t: collapse_curve(
+        t["per_attribute"], by="attribute", methods=["SEQ"], task_index=1)),
+    "heatmap_task0": (("audit_updates",), _heatmap(1)),
+    "heatmap_task1": (("audit_updates",), _heatmap(2)),
+    "trajectory_heatmap": (("trajectory_updates",), _trajectory),
+    "angles": (("audit_pairs",), lambda t: angle_violins(t["audit_pairs"], num_layers=_num_layers(t))),
+    "freeze_sweep": (("runs",), lambda t: freeze_sweep(t["runs"])),
+    "accuracy_matrix": (("accuracy_matrix",), _matrices),
+    "recovery": (("diagnosis_recovery",), lambda t: recovery_curve(t["diagnosis_recovery"],
+                                                                   acc_before=_acc_before(t))),
+    "format_probe": (("diagnosis_format_overall",), lambda t: format_probe_plot(t["diagnosis_format_overall"])),
+    "linear_probe": (("diagnosis_linear_probe",), lambda t: linear_probe_plot(t["diagnosis_linear_probe"])),
+    "grafting": (("diagnosis_grafting",), lambda t: grafting_curve_plot(t["diagnosis_grafting"],
+                                                                         acc_before=_acc_before(t))),
+    "residual_shift": (("diagnosis_residual_shift",), lambda t: residual_shift_plot(t["diagnosis_residual_shift"])),
+}
+
+
+def read_tables(run_dir: PathLike) -> Tables:
+    """Every ``<name>.csv`` of ``run_dir`` as a DataFrame, by name."""
+    return {path.stem: pd.read_csv(path) for path in sorted(Path(run_dir).glob("*.csv"))}
+
+
+def make_figures(run_dir: PathLike, out_dir: PathLike, *, tables: Optional[Tables] = None,
+                 dpi: int = 150) -> dict[str, Path]:
+    """Draw every figure of :data:`FIGURES` whose tables ``run_dir`` holds; save them as PNG in ``out_dir``.
+
+    Args:
+        run_dir: a demo output directory (its CSVs are read unless ``tables`` is given).
+        out_dir: where the PNGs go (created if needed; each file written atomically).
+        tables: the run's tables already in memory (name → DataFrame, as the CSV stems).
+        dpi: resolution of the PNGs.
+
+    Returns:
+        figure name → PNG path, in :data:`FIGURES` order.
+    """
+    tables = read_tables(run_dir) if tables is None else tables
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for name, (needs, draw) in FIGURES.items():
+        missing = [n for n in needs if n not in tables or tables[n].empty]
+        if missing:
+            logger.info("figure %s skipped: no %s table", name, ", ".join(missing))
+            continue
+        fig = draw(tables)
+        path = out / f"{name}.png"
+        with atomic_path(os.fspath(path)) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
+        plt.close(fig)
+        written[name] = path
+    logger.info("wrote %d figures to %s", len(written), out)
+    return written
