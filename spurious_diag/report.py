@@ -14,7 +14,7 @@ import pandas as pd
 
 from .outputs import atomic_path, atomic_write_json, atomic_write_text
 
-__all__ = ["write_csv", "write_audit_report", "audit_markdown"]
+__all__ = ["write_csv", "write_audit_report", "audit_markdown", "format_value"]
 
 
 def write_csv(frame: pd.DataFrame, path: str) -> None:
@@ -23,11 +23,18 @@ def write_csv(frame: pd.DataFrame, path: str) -> None:
         frame.to_csv(tmp, index=False)
 
 
-def _fmt(x: Any, digits: int = 3) -> str:
+def format_value(x: Any, spec: str = ".3g") -> str:
+    """A table cell: ``–`` for None/NaN/Inf, ``yes``/``no`` for booleans, floats with ``spec``.
+
+    >>> format_value(0.123456), format_value(0.2, ".3f"), format_value(float("nan")), format_value(True)
+    ('0.123', '0.200', '–', 'yes')
+    """
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
     if isinstance(x, float):
-        return f"{x:.{digits}g}"
+        return format(x, spec)
     return str(x)
 
 
@@ -47,7 +54,7 @@ def audit_markdown(summary: Mapping[str, Any]) -> str:
     out.write("## Inputs\n\n| # | path | kind | tensors | blocks |\n|---|---|---|---|---|\n")
     for inp in summary["inputs"]:
         out.write(f"| {inp['index']} | `{os.path.basename(str(inp['path'])) or inp['path']}` | {inp['kind']} | "
-                  f"{inp['tensors']} | {_fmt(inp['num_layers'])} |\n")
+                  f"{inp['tensors']} | {format_value(inp['num_layers'])} |\n")
     opts = summary["options"]
     mode = "base (every update from CKPT_0)" if opts["base"] else "chain (update i = CKPT_i − CKPT_{i−1})"
     out.write(f"\nMode: {mode}; rank {opts['rank']}; pairs: {opts['pairs']}; device {opts['device']}.\n")
@@ -65,9 +72,9 @@ def audit_markdown(summary: Mapping[str, Any]) -> str:
     for layer in sorted(per_layer, key=int):
         entry = per_layer[layer]
         cells = [_layer_name(int(layer), num_layers)]
-        cells += [_fmt(entry["rms_mean"].get(u)) for u in updates]
-        cells += [_fmt(entry["angle_mean_deg"].get(p), 4) for p in pair_keys]
-        cells += [_fmt(entry["overlap"].get(p)) for p in pair_keys]
+        cells += [format_value(entry["rms_mean"].get(u)) for u in updates]
+        cells += [format_value(entry["angle_mean_deg"].get(p), ".4g") for p in pair_keys]
+        cells += [format_value(entry["overlap"].get(p)) for p in pair_keys]
         out.write("| " + " | ".join(cells) + " |\n")
     out.write("\n## Rankings\n\n")
     for update, layers in summary["rankings"]["by_update_size"].items():

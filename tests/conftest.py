@@ -117,3 +117,12 @@ def smollm2_hf_dir(smollm2_gguf, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("smollm2") / "hf"
     assert main(["-q", "convert", str(smollm2_gguf), str(out)]) == 0
     return out
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one torch thread (tiny models run fastest so on a shared machine); restore afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

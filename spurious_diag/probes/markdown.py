@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
-import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+from ..report import format_value
 
 if TYPE_CHECKING:
     from .verdict import Diagnosis
@@ -27,22 +28,12 @@ _TABLE_NOTES = {
 }
 
 
-def _fmt(x: Any) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, float):
-        return f"{x:.3g}"
-    return str(x)
-
-
 def frame_markdown(frame: pd.DataFrame, *, max_rows: int = 40) -> str:
     """A pipe table of ``frame`` (first ``max_rows`` rows)."""
     cols = list(frame.columns)
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in frame.head(max_rows).itertuples(index=False):
-        out.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+        out.append("| " + " | ".join(format_value(v) for v in row) + " |")
     if len(frame) > max_rows:
         out.append(f"\n({len(frame) - max_rows} more rows in the CSV)")
     return "\n".join(out) + "\n"
@@ -73,7 +64,7 @@ def diagnosis_markdown(d: "Diagnosis") -> str:
     out.write(rec.reasoning + "\n")
     out.write("\n## Evidence\n\n| quantity | value |\n|---|---|\n")
     for key, value in d.evidence.items():
-        out.write(f"| {key} | {_fmt(value)} |\n")
+        out.write(f"| {key} | {format_value(value)} |\n")
     if d.skipped:
         out.write("\n## Skipped\n\n")
         for probe, why in d.skipped.items():

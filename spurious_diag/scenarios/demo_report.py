@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import os
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from ..outputs import atomic_write_json, atomic_write_text
 from ..plots.run_figures import make_figures
-from ..report import write_csv
+from ..report import format_value, write_csv
 
 if TYPE_CHECKING:
     from .biography_demo import DemoRun
@@ -44,13 +43,7 @@ FIGURE_CAPTIONS: dict[str, str] = {
 
 
 def _f(x: Any) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, float):
-        return f"{x:.3f}"
-    return str(x)
+    return format_value(x, ".3f")
 
 
 def _scores_row(name: str, scores: Optional[Mapping[str, Any]]) -> str:

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from spurious_diag.biography import BiographyData, ScenarioSizes, build_scenario
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread on a shared machine; restore the count afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _every_test_here_on_one_thread(one_thread):
+    """Tiny models run fastest on one thread (``one_thread`` in tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")
