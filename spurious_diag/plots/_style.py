@@ -6,12 +6,16 @@ bottom, blocks 0..L−1, the final norm and LM head (L) at the top.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any, Iterable, Optional, Sequence
 
 import matplotlib
 
-matplotlib.use("Agg", force=False)  # figures are written to files; never needs a display
+# Figures are written to files and never need a display, but a backend chosen through MPLBACKEND
+# is kept: Jupyter kernels set it to the inline backend, which switching to Agg would stop showing.
+if not os.environ.get("MPLBACKEND"):
+    matplotlib.use("Agg", force=False)
 
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
