@@ -41,9 +41,11 @@ class FrozenCheck:
 
     def summary(self) -> str:
         state = "bit-identical" if self.ok else f"CHANGED: {', '.join(self.changed[:5])}"
-        return (f"{len(self.identical) + len(self.changed)} frozen tensors {state}; "
-                f"{len(self.trainable_changed)} of {len(self.trainable_changed) + len(self.trainable_unchanged)} "
-                "trainable tensors changed")
+        text = f"{len(self.identical) + len(self.changed)} frozen tensors {state}"
+        checked = len(self.trainable_changed) + len(self.trainable_unchanged)
+        if checked:  # trainable tensors are only compared when the "before" side holds them
+            text += f"; {len(self.trainable_changed)} of {checked} trainable tensors changed"
+        return text
 
 
 def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
