@@ -189,7 +189,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     pd.set_option("display.width", 200)
     print(f"Probes on SEQ (Biography, seeds {args.seeds}); recovery settings chosen on validation people:")
-    print(choices.round(3).to_string(index=False))
+    print(choices.round(3).to_string(index=False, formatters={"lr": "{:g}".format}))
     cols = ["seed", "point", "step", "acc_before", "acc_after", "best_n", "rec_fraction_best", "rec_margin_best",
             *[f"rec_acc_n{n}" for n in NS], *[f"control_acc_n{n}" for n in NS], "pretraining_before",
             "pretraining_after", "pretraining_ratio", "task_format_after", "graft_bottom_minus_top", "verdict",
