@@ -40,8 +40,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not args.debug:
-        # transformers' own bars ("Loading weights") read this when it is first imported; ours stay.
+        # transformers' own bars ("Loading weights"): off here, and, through the environment, in the
+        # worker processes a command starts. Ours (tqdm.auto) stay.
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
         for noisy in ("transformers", "huggingface_hub", "accelerate", "matplotlib", "PIL"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
     if args.threads:
