@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -33,17 +32,13 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, "os.PathLike[str]"]
 Tables = dict[str, pd.DataFrame]
 
-_STEP = re.compile(r"checkpoint-(\d+)")
-
-
 def checkpoint_steps(updates: pd.DataFrame) -> dict[int, int]:
-    """Update index → the training step its ``to_ckpt`` checkpoint was saved at (``checkpoint-N``)."""
-    steps = {}
-    for update, to_ckpt in updates[["update", "to_ckpt"]].drop_duplicates().itertuples(index=False):
-        match = _STEP.search(str(to_ckpt))
-        if match:
-            steps[int(update)] = int(match.group(1))
-    return steps
+    """Update index → the training step it ends at, from a trajectory audit's ``to_step`` column
+    (the demo adds it from the ``checkpoint-N`` names); empty when the column is absent."""
+    if "to_step" not in updates:
+        return {}
+    pairs = updates[["update", "to_step"]].dropna().drop_duplicates()
+    return {int(u): int(s) for u, s in pairs.itertuples(index=False)}
 
 
 def _num_layers(tables: Tables) -> Optional[int]:
@@ -57,15 +52,16 @@ def _num_layers(tables: Tables) -> Optional[int]:
 
 def _heatmap(update: int) -> Callable[[Tables], Figure]:
     def draw(t: Tables) -> Figure:
-        fig = update_heatmap(t["audit_updates"], update=update, num_layers=_num_layers(t))
-        fig.axes[0].set_title(f"Update size of Task {update - 1} (RMS per tensor)")
+        # Relative size: norms and matrices differ in scale, so RMS alone is all final norm.
+        fig = update_heatmap(t["audit_updates"], update=update, value="rel", num_layers=_num_layers(t))
+        fig.axes[0].set_title(f"Relative update size of Task {update - 1}")
         return fig
     return draw
 
 
 def _trajectory(t: Tables) -> Figure:
     updates = t["trajectory_updates"]
-    return trajectory_heatmap(updates, steps=checkpoint_steps(updates), num_layers=_num_layers(t))
+    return trajectory_heatmap(updates, steps=checkpoint_steps(updates), value="rel", num_layers=_num_layers(t))
 
 
 def _matrices(t: Tables) -> Figure:

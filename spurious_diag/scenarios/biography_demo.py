@@ -4,8 +4,9 @@ Stages (each logged, with a progress bar over the training runs):
 
 1. **Task 0**: QA fine-tuning of the shipped base model (:func:`~spurious_diag.biography.recipe.train_task0`).
 2. **Task 1**: SEQ (with a dense checkpoint chain) and the Freeze(k) sweep, each from the Task 0
-   model, in ``jobs`` one-thread worker processes.
-3. **Diagnosis** of SEQ at its dip (the step of lowest Task 0 accuracy in the dip window):
+   model, in ``jobs`` one-thread worker processes; SEQ goes first.
+3. **Diagnosis** of SEQ at its dip (the step of lowest Task 0 accuracy in the dip window), in
+   this process while the workers train the sweep:
    the recovery settings are chosen on the Task 0 *validation* people, then
    :func:`~spurious_diag.probes.diagnose` runs every probe on the *test* people, with the
    shipped base as the never-aligned control, and recommends a freeze depth k.
@@ -26,10 +27,10 @@ import os
 import shutil
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -135,26 +136,41 @@ def _task1_job(task0_dir: str, label: str, seed: int, recipe: BiographyRecipe, c
     return result
 
 
-def run_task1_methods(task0_dir: str, labels: Sequence[str], config: DemoConfig,
-                      checkpoint_dirs: dict[str, str], end_dirs: dict[str, str]) -> dict[str, SequenceResult]:
-    """Task 1 with every method in ``labels`` from the model in ``task0_dir``, ``config.jobs`` at a time."""
-    jobs = [(task0_dir, label, config.seed, config.recipe, checkpoint_dirs.get(label), end_dirs.get(label))
-            for label in labels]
-    results: dict[str, SequenceResult] = {}
-    bar = tqdm(total=len(jobs), desc="Task 1 runs", unit="run")
-    if config.jobs <= 1:
-        for job in jobs:
-            results[job[1]] = _task1_job(*job)
-            bar.update()
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=config.jobs, mp_context=context, initializer=_worker_init) as pool:
-            futures = {pool.submit(_task1_job, *job): job[1] for job in jobs}
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                bar.update()
-    bar.close()
-    return {label: results[label] for label in labels}
+class _Deferred:
+    """A future that runs its job in this process when its result is first asked for (``jobs`` = 1)."""
+
+    def __init__(self, fn: Callable[..., SequenceResult], *args: Any):
+        self._fn, self._args, self._done, self._value = fn, args, False, None
+
+    def result(self) -> SequenceResult:
+        if not self._done:
+            self._value, self._done = self._fn(*self._args), True
+        return self._value  # type: ignore[return-value]
+
+
+class Task1Pool:
+    """Runs Task 1 jobs in ``jobs`` one-thread worker processes (spawned), or lazily in this
+    process when ``jobs`` is 1, so the caller can work (e.g. diagnose SEQ) while the sweep trains."""
+
+    def __init__(self, jobs: int):
+        self.jobs = jobs
+        self._pool: Optional[ProcessPoolExecutor] = None
+
+    def __enter__(self) -> "Task1Pool":
+        if self.jobs > 1:
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_worker_init)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=exc[0] is not None)
+
+    def submit(self, task0_dir: str, label: str, config: DemoConfig, checkpoint_dir: Optional[str] = None,
+               save_end: Optional[str] = None) -> Any:
+        """Start (or defer) one Task 1 run; returns an object whose ``result()`` is its SequenceResult."""
+        job = (task0_dir, label, config.seed, config.recipe, checkpoint_dir, save_end)
+        return self._pool.submit(_task1_job, *job) if self._pool is not None else _Deferred(_task1_job, *job)
 
 
 # ----------------------------------------------------------------------------- tables
@@ -217,8 +233,11 @@ def run_demo(out_dir: os.PathLike | str, config: DemoConfig = DemoConfig()) -> D
 
     from ..audit import AuditOptions, audit
     from ..biography.pretrain import load_base_model, shipped_base_dir
+    from ..io.chain import list_chain
     from ..probes import diagnose
     from ..probes.recovery import select_recovery_settings
+    from transformers import LlamaForCausalLM
+
     from ..sequential import biography_tasks
     from .demo_report import write_demo_outputs
 
@@ -232,6 +251,8 @@ def run_demo(out_dir: os.PathLike | str, config: DemoConfig = DemoConfig()) -> D
         models = out / "models" if config.keep_models else work / "models"
 
         logger.info("Task 0: %d QA steps from the shipped base model", recipe.task0_steps)
+        # One thread throughout: this tiny model runs several times slower on two threads as soon
+        # as the other core is busy (DESIGN.md §5), and the workers keep both cores busy.
         torch.set_num_threads(1)
         base = load_base_model()
         data = base.scenario()
@@ -241,49 +262,61 @@ def run_demo(out_dir: os.PathLike | str, config: DemoConfig = DemoConfig()) -> D
         timing["task0_s"] = time.perf_counter() - started
 
         labels = ["SEQ", *(Method.freeze(k).label for k in config.freeze_ks)]
-        logger.info("Task 1: %s (%d worker processes)", ", ".join(labels), max(config.jobs, 1))
-        chain_root = work / "seq_chain"
-        results = run_task1_methods(task0_dir, labels, config, {"SEQ": os.fspath(chain_root)},
-                                    {"SEQ": os.fspath(models / "seq_end")})
-        timing["task1_s"] = time.perf_counter() - started - timing["task0_s"]
-        rows = {label: _summary_row(result, recipe) for label, result in results.items()}
-        seq = rows["SEQ"]
-        dip_step = int(seq["dip_step"])
-        chain_dir = chain_root / "task1"
-        dip_src = chain_dir / f"checkpoint-{dip_step}"
-        dip_dir = models / "seq_dip"
-        shutil.copytree(dip_src, dip_dir)
-        base.tokenizer.save_pretrained(dip_dir)
+        logger.info("Task 1: %s (%d worker processes; the diagnosis of SEQ runs beside the sweep)",
+                    ", ".join(labels), max(config.jobs, 1))
+        chain_dir = work / "seq_chain" / "task1"
+        bar = tqdm(total=len(labels), desc="Task 1 runs", unit="run")
+        with Task1Pool(config.jobs) as pool:
+            pending = {label: pool.submit(task0_dir, label, config,
+                                          *((os.fspath(chain_dir.parent), os.fspath(models / "seq_end"))
+                                            if label == "SEQ" else ()))
+                       for label in labels}
+            results = {"SEQ": pending.pop("SEQ").result()}
+            bar.update()
+            timing["seq_s"] = time.perf_counter() - started - timing["task0_s"]
+            rows = {"SEQ": _summary_row(results["SEQ"], recipe)}
+            seq = rows["SEQ"]
+            dip_step = int(seq["dip_step"])
+            dip_dir = models / "seq_dip"
+            shutil.copytree(chain_dir / f"checkpoint-{dip_step}", dip_dir)
+            base.tokenizer.save_pretrained(dip_dir)
 
-        logger.info("diagnosis of SEQ at its dip (step %d): choosing recovery settings on validation people",
-                    dip_step)
-        phase = time.perf_counter()
+            logger.info("diagnosis of SEQ at its dip (step %d): choosing recovery settings on validation people",
+                        dip_step)
+            phase = time.perf_counter()
+            inputs = probe_inputs(data, people=config.probe_people)
+            dip_model = LlamaForCausalLM.from_pretrained(dip_dir, local_files_only=True).eval()
+            control = load_base_model().model
+            chosen, recovery_choice = select_recovery_settings(
+                dip_model, control, base.tokenizer, inputs.recovery_pool, inputs.validation,
+                config.recovery_candidates, n=max(config.recovery_ns))
+            recovery = dataclasses.replace(chosen, ns=config.recovery_ns, seed=config.seed)
+            geometry = audit([os.fspath(shipped_base_dir()), task0_dir, os.fspath(dip_dir)], AuditOptions(rank=8),
+                             progress=False)
+            diagnosis = diagnose(task0_dir, os.fspath(dip_dir), inputs.held_out, base=control,
+                                 new_task_records=inputs.new_task, pretraining_records=inputs.pretraining,
+                                 recovery_records=inputs.recovery_pool, audit_result=geometry,
+                                 tokenizer=base.tokenizer, recovery=recovery, seed=config.seed)
+            timing["diagnosis_s"] = time.perf_counter() - phase
+            k = diagnosis.recommendation.k
+            label = Method.freeze(k).label if k is not None else None
+            if label is not None and label not in pending:
+                logger.info("Task 1 with %s (the recommended depth is outside the sweep)", label)
+                pending[label] = pool.submit(task0_dir, label, config)
+                bar.total += 1
+            for name, future in pending.items():
+                results[name] = future.result()
+                rows[name] = _summary_row(results[name], recipe)
+                bar.update()
+        bar.close()
         torch.set_num_threads(threads)
-        inputs = probe_inputs(data, people=config.probe_people)
-        from transformers import LlamaForCausalLM
+        timing["task1_and_diagnosis_s"] = time.perf_counter() - started - timing["task0_s"]
 
-        dip_model = LlamaForCausalLM.from_pretrained(dip_dir, local_files_only=True).eval()
-        control = load_base_model().model
-        chosen, recovery_choice = select_recovery_settings(
-            dip_model, control, base.tokenizer, inputs.recovery_pool, inputs.validation, config.recovery_candidates,
-            n=max(config.recovery_ns))
-        recovery = dataclasses.replace(chosen, ns=config.recovery_ns, seed=config.seed)
-        geometry = audit([os.fspath(shipped_base_dir()), task0_dir, os.fspath(dip_dir)], AuditOptions(rank=8),
-                         progress=False)
-        diagnosis = diagnose(task0_dir, os.fspath(dip_dir), inputs.held_out, base=control,
-                             new_task_records=inputs.new_task, pretraining_records=inputs.pretraining,
-                             recovery_records=inputs.recovery_pool, audit_result=geometry, tokenizer=base.tokenizer,
-                             recovery=recovery, seed=config.seed)
-        timing["diagnosis_s"] = time.perf_counter() - phase
-        k = diagnosis.recommendation.k
-        label = Method.freeze(k).label if k is not None else None
-        if label is not None and label not in results:
-            logger.info("Task 1 with %s (the recommended depth is outside the sweep)", label)
-            results.update(run_task1_methods(task0_dir, [label], config, {}, {}))
-            rows[label] = _summary_row(results[label], recipe)
-
-        logger.info("auditing SEQ's Task 1 trajectory")
-        trajectory = audit([os.fspath(chain_dir)], AuditOptions(angles=False), progress=False)
+        logger.info("auditing SEQ's Task 1 trajectory (steps 0-%d)", recipe.dip_window)
+        # The window where the paper finds the damage, at its even checkpoint spacing.
+        window = [(step, path) for step, path in list_chain(os.fspath(chain_dir)) if step <= recipe.dip_window]
+        trajectory = audit([path for _, path in window], AuditOptions(angles=False), progress=False)
+        trajectory.updates["to_step"] = trajectory.updates["to_ckpt"].map(lambda i: window[int(i)][0])
 
     sweep_ks = sorted({*config.freeze_ks, *([k] if k is not None else [])})
     sweep = _sweep_table(rows, sweep_ks)

@@ -26,9 +26,10 @@ FIGURE_CAPTIONS: dict[str, str] = {
     "collapse_curve": "Task 0 held-out accuracy during Task 1: SEQ and the Freeze(k) sweep. The shaded band is the "
                       "first ~150 steps, where the paper finds most of the forgetting; markers are early-stop points.",
     "collapse_by_attribute": "The same collapse for SEQ, per attribute.",
-    "heatmap_task0": "Layer-wise update size of Task 0 (base → after Task 0), per block and module.",
-    "heatmap_task1": "Layer-wise update size of Task 1 under SEQ (after Task 0 → SEQ at its dip).",
-    "trajectory_heatmap": "Update size between consecutive SEQ checkpoints along Task 1 (blocks × step).",
+    "heatmap_task0": "Layer-wise relative update size ‖ΔW‖/‖W‖ of Task 0 (base → after Task 0), per block and module.",
+    "heatmap_task1": "Layer-wise relative update size ‖ΔW‖/‖W‖ of Task 1 under SEQ (after Task 0 → SEQ at its dip).",
+    "trajectory_heatmap": "Relative update size between consecutive SEQ checkpoints (10 steps apart) in the first "
+                          "200 steps of Task 1, per layer.",
     "angles": "Principal angles between the Task 0 and Task 1 updates per layer; the dashed line is the "
               "random-subspace expectation.",
     "freeze_sweep": "Task 0 and Task 1 accuracy against the freeze depth k, at the dip, the early stop and the end; "
