@@ -315,7 +315,8 @@ def run_demo(out_dir: os.PathLike | str, config: DemoConfig = DemoConfig()) -> D
         logger.info("auditing SEQ's Task 1 trajectory (steps 0-%d)", recipe.dip_window)
         # The window where the paper finds the damage, at its even checkpoint spacing.
         window = [(step, path) for step, path in list_chain(os.fspath(chain_dir)) if step <= recipe.dip_window]
-        trajectory = audit([path for _, path in window], AuditOptions(angles=False), progress=False)
+        trajectory = audit([path for _, path in window], AuditOptions(angles=False, pairs="trajectory"),
+                           progress=False)
         trajectory.updates["to_step"] = trajectory.updates["to_ckpt"].map(lambda i: window[int(i)][0])
 
     sweep_ks = sorted({*config.freeze_ks, *([k] if k is not None else [])})
