@@ -148,6 +148,25 @@ def build(root: Path) -> list[tuple[str, list[str], list[Path]]]:
                            ("JSONL that is not JSON", b"prompt,completion\n")):
         p = file(f"data {len(cases)}.jsonl", content)
         cases.append((label, ["train", "--model", base, "--data", str(p), "--out", str(root / f"t{len(cases)}")], [p]))
+    good = file("good data.jsonl", b'{"prompt": "q", "completion": " a"}\n' * 4)
+    cases.append(("train --resume with no checkpoint in --out",
+                  ["train", "--model", base, "--data", str(good), "--out", str(root / "empty run"), "--resume"],
+                  [good]))
+    cases.append(("diagnose: BEFORE is a file, not a model dir",
+                  ["diagnose", str(good), base, "--task", str(good), "--out", str(root / "d1")], [good]))
+    bad_task = file("old task.jsonl", b'{"completion": "x"}\n')
+    cases.append(("diagnose: old-task JSONL without 'prompt'",
+                  ["diagnose", base, base, "--task", str(bad_task), "--out", str(root / "d2")], [bad_task]))
+    from spurious_diag.biography.pretrain import load_base_model
+
+    shallow = root / "shallow model"
+    shipped = load_base_model()
+    config = shipped.model.config
+    config.num_hidden_layers = 2
+    type(shipped.model)(config).save_pretrained(shallow)
+    shipped.tokenizer.save_pretrained(shallow)
+    cases.append(("diagnose: models of different depth",
+                  ["diagnose", base, str(shallow), "--task", str(good), "--out", str(root / "d3")], [shallow, good]))
     cases.append(("convert of a safetensors dir (nothing to do)", ["convert", str(a), str(root / "conv")], [a]))
     return cases
 

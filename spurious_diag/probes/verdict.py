@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Optional, Sequence
 
@@ -35,7 +36,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .. import __version__
-from ..errors import InvalidDataError, UsageError
+from ..errors import InvalidDataError, MismatchError, UsageError
 from ..training.evaluate import evaluate_records
 from .format_probe import format_probe
 from .grafting import grafting_curve, model_num_layers
@@ -148,6 +149,27 @@ def _linear_summary(frame: pd.DataFrame, model: str) -> dict[str, float]:
             "chance": float(best[["chance_majority", "chance_uniform"]].max(axis=1).mean())}
 
 
+# Config fields that must agree for the probes to compare, graft and splice two models.
+_SHAPE_FIELDS = ("model_type", "num_hidden_layers", "hidden_size", "vocab_size")
+
+
+def _where(model: ModelArg) -> str:
+    """The path of a model given as a path, else its class name."""
+    return model_label(model) if isinstance(model, torch.nn.Module) else os.fspath(model)
+
+
+def _check_same_architecture(models: Mapping[str, tuple[Any, Optional[PreTrainedModel]]]) -> None:
+    """Raise :class:`MismatchError` when the models differ in type, depth, width or vocabulary."""
+    present = [(name, arg, model) for name, (arg, model) in models.items() if model is not None]
+    ref_name, ref_arg, ref = present[0]
+    for name, arg, model in present[1:]:
+        for key in _SHAPE_FIELDS:
+            mine, theirs = getattr(model.config, key, None), getattr(ref.config, key, None)
+            if mine != theirs:
+                raise MismatchError(f"{key} is {mine!r} here but {theirs!r} in {ref_name} ({_where(ref_arg)}): "
+                                    "the probes compare models of one architecture", _where(arg))
+
+
 def diagnose(
     before: ModelArg,
     after: ModelArg,
@@ -206,6 +228,7 @@ def diagnose(
         CheckpointNotFoundError: no ``tokenizer`` given and none saved with the models.
         InvalidDataError: ``recovery_records`` sharing individuals with ``old_task_records``; old-task
             records of a single individual (nothing to split).
+        MismatchError: models of different type, depth, width or vocabulary.
     """
     unknown = set(probes) - set(PROBES)
     if unknown:
@@ -222,6 +245,7 @@ def diagnose(
     }
     m_before, m_after = load_causal_lm(before), load_causal_lm(after)
     m_base = load_causal_lm(base) if base is not None else None
+    _check_same_architecture({"before": (before, m_before), "after": (after, m_after), "base": (base, m_base)})
     num_layers = model_num_layers(m_after)
     settings["num_layers"] = num_layers
     models = {"before": m_before, "after": m_after}

@@ -6,21 +6,15 @@ from __future__ import annotations
 import copy
 import random
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import torch
 
 
 @pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread on the shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def _every_test_here_on_one_thread(one_thread: None) -> None:
+    """Tiny models run fastest on one thread (``one_thread`` in tests/conftest.py)."""
 
 
 def as_json(records: Any) -> list[dict[str, Any]]:

@@ -3,8 +3,10 @@
 import copy
 import json
 
+import pytest
 import torch
 
+from spurious_diag.errors import MismatchError
 from spurious_diag.probes import RecoverySettings, diagnose
 from tests.probes.conftest import as_json
 
@@ -66,3 +68,10 @@ def test_missing_inputs_are_skipped_with_reasons(bio_base):
     assert "sizes only" in d.skipped["geometry angles"]
     assert set(d.frames) == {"accuracy", "recovery", "geometry"}
     assert d.recommendation.source == "geometry"
+
+
+def test_models_of_different_depth_are_refused_before_any_probe(bio_base, tiny_llama):
+    base, tokenizer, scenario = bio_base
+    old = as_json(scenario.qa("task0_test")[:12])
+    with pytest.raises(MismatchError, match="num_hidden_layers is 2 here but 4 in before"):
+        diagnose(base, tiny_llama(num_layers=2), old, tokenizer=tokenizer, recovery=FAST)
