@@ -2,10 +2,12 @@
 
 One module per probe, each working on any HF causal LM and prompt/completion records
 (DESIGN.md §3): :mod:`.recovery`, :mod:`.format_probe`, :mod:`.linear_probe`, :mod:`.grafting`,
-:mod:`.residual_shift` (math in :mod:`.similarity`); the verdict's rules (:mod:`.rules`), the
+:mod:`.residual_shift` (math in :mod:`.similarity`), :mod:`.chat_alignment` (a chat model's
+turn-ending and correctness); the verdict's rules (:mod:`.rules`), the
 freeze-depth recommendation (:mod:`.recommend`) and :func:`diagnose` (:mod:`.verdict`) on top.
 """
 
+from .chat_alignment import ChatAlignmentResult, ChatQuestion, answer_in, chat_alignment, chat_prompt
 from .format_probe import FormatProbeResult, candidate_ranks, format_probe
 from .grafting import GraftReport, embeddings_tied_to_head, graft, grafting_curve
 from .hidden import last_prompt_hidden_states
@@ -22,6 +24,7 @@ __all__ = [
     "ProbeRecord", "as_probe_records", "split_by_person",
     "RecoverySettings", "RecoveryResult", "recovery_fraction", "run_recovery",
     "FormatProbeResult", "candidate_ranks", "format_probe",
+    "ChatQuestion", "ChatAlignmentResult", "chat_prompt", "answer_in", "chat_alignment",
     "last_prompt_hidden_states", "linear_probe", "probe_accuracy",
     "GraftReport", "graft", "grafting_curve", "embeddings_tied_to_head",
     "linear_cka", "debiased_linear_cka", "unbiased_hsic", "mean_shift_rel", "first_pc_angle_deg",

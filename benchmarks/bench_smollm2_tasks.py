@@ -1,0 +1,714 @@
+"""Spurious forgetting on a real model: SmolLM2-135M-Instruct, Task A → Task B, SEQ vs Freeze(k).
+
+Everything is generated here, offline, with fixed seeds. Two families of runs:
+
+1. **Sequential tasks** (issue 7 item 1), both in the chat format (the tokenizer's template with
+   its default system turn):
+   - Task A, an instruction format over knowledge the base has: ``What number comes after N?`` /
+     ``... before N?`` answered ``Answer: M`` + ``<|im_end|>``. Numbers are the "individuals":
+     training, held-out and recovery numbers are disjoint. The base knows the facts (it continues
+     ``55, 56, 57,`` with `` 58``) but not the format. Trained once, fully, shared by all methods.
+   - Task B, new facts about fictional people answered in sentences (``Where was Elsa Varrow
+     born?`` → ``Elsa Varrow was born in Porto.``), scored on the same people (memorization, as
+     in the paper's Task 1). Trained from the Task A model with SEQ and Freeze(k) (embeddings,
+     tied to the LM head here, + blocks 0..k−1 frozen).
+2. **Plain-text fine-tuning of the chat model** (item 2, the analogue of the paper's safety
+   result): Task P, the same fictional facts as raw text with NO chat template (``Elsa Varrow
+   was born in the city of`` → `` Porto``), trained from the BASE with SEQ and Freeze(k).
+
+Measured for every model: Task A / B / P greedy exact match (``evaluate_records``; held-out
+numbers for A); general capability: perplexity on 30 short paragraphs sampled (seed 0) from the
+base before any training, and exact match on raw-text facts the base completes correctly
+(``The capital of France is`` → `` Paris``; only those kept); chat alignment on simple chat
+questions the base answers correctly and ends with ``<|im_end|>`` within 24 greedy tokens: the
+fraction that end the turn and the fraction that contain the answer
+(:mod:`spurious_diag.probes.chat_alignment`).
+
+Then: an audit of base → after A → after B(SEQ) (rank 8); ``diagnose(before=after A, after=after
+B(SEQ))`` on Task A (recovery with the base as control, format probe with the raw counting
+format, grafting, residual shift, geometry); and a recovery of P(SEQ)'s chat alignment: n chat
+examples about OTHER questions (the base's own answers), scored on the held-out chat questions.
+Its controls: the same recovered models scored on questions the base answered WRONG in chat at
+the start, split by whether the base completes the same fact as raw text. Where it does not, the
+knowledge was never there, and recovery (which never shows those facts) must not make them right.
+
+Measured here (seed 0; the same numbers at 1 and 2 threads): Task A forgetting under Task B is
+spurious and immediate. Task A falls from 0.975 to 0 by step 10, yet the SEQ model still gives
+the right number (0.975) without ``Answer:``. Recovery with 5 examples brings back 0.925 (the
+never-trained base: 0.80), and the counting format stays at 0.95. Freeze(0/2/6) does not protect
+it: all are at 0 by step 10. At lr 3e-5, Freeze(6) only delays the drop (step 5: 0.55 vs 0.15)
+and learns Task B worse (0.61 vs 0.91). Grafting agrees: bottom blocks [0, k) restore nothing up
+to k = 15, while the top 15 restore 56%. Here the format lives in the upper half. Freezing helps
+perplexity a little (B: 7.71 → 7.21, P: 14.5 → 10.9 with Freeze(6)). The plain-text fine-tune
+ends chat turns too early (``The capital of Poland``). The correct rate falls from 1.0 to
+0.07-0.17 under every method. Recovery of the SEQ model with 20 chat examples about other
+questions restores 0.83, against 0.18 on facts the base never knew. Wall time: 20 min at 2
+threads on an idle machine with Task A cached, 38 min at 1 thread on a loaded one (load ~3)
+training Task A.
+
+    python benchmarks/bench_smollm2_tasks.py [--out runs/bench_smollm2_tasks] [--threads 1]
+
+Prints the tables and writes them as CSV (and ``summary.json``) into ``--out``. The Task A
+model is cached in ``benchmarks/.cache/bench_smollm2_tasks`` (keyed by its data and settings);
+``--fresh`` retrains it. Models after B and P live in a temporary dir (``--keep-models DIR``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import gc
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, os.path.dirname(__file__))
+
+from _models import CACHE, smollm2_hf_dir  # noqa: E402
+
+logger = logging.getLogger("bench_smollm2_tasks")
+T0 = time.time()
+
+
+def stamp(message: str) -> None:
+    print(f"[{time.time() - T0:7.1f}s] {message}", flush=True)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Everything that defines a run (written to ``summary.json``)."""
+
+    a_steps: int = 50
+    a_lr: float = 1e-4
+    b_steps: int = 50
+    b_lr: float = 1e-4
+    p_steps: int = 50
+    p_lr: float = 1e-4
+    batch_size: int = 8
+    freeze_ks: tuple[int, ...] = (0, 2, 6)
+    curve_every: int = 10
+    a_train_numbers: int = 200
+    a_held_numbers: int = 20
+    a_pool_numbers: int = 50
+    people: int = 32
+    recovery_ns: tuple[int, ...] = (5, 10)
+    recovery_steps: int = 20
+    recovery_lr: float = 1e-5
+    graft_ks: tuple[int, ...] = (0, 2, 6, 15, 30)
+    chat_held: int = 30
+    chat_recovery_ns: tuple[int, ...] = (10, 20)
+    chat_max_new_tokens: int = 24
+    text_paragraphs: int = 30
+    text_new_tokens: int = 48
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------- data
+
+FIRST = ["Elsa", "Tomas", "Mira", "Oskar", "Lena", "Ivo", "Runa", "Bram", "Nadia", "Felix", "Ada", "Jonas",
+         "Vera", "Emil", "Talia", "Ruben", "Greta", "Milo", "Sana", "Dario", "Hedda", "Leon", "Yara", "Otto"]
+LAST = ["Varrow", "Quillan", "Dresk", "Hollin", "Marrow", "Tevian", "Corvel", "Ashgrove", "Penrick", "Lindqvar",
+        "Brannock", "Velde", "Fenwick", "Orsini", "Kestrel", "Morrow", "Talbeck", "Wexley"]
+# Not capitals, so a leaked Task B value never answers a chat question correctly by chance.
+CITIES = ["Porto", "Bergen", "Lyon", "Graz", "Cork", "Malaga", "Turku", "Gdansk", "Leeds", "Basel", "Ghent",
+          "Bremen"]
+JOBS = ["baker", "carpenter", "dentist", "farmer", "lawyer", "pilot", "nurse", "teacher", "plumber", "painter",
+        "tailor", "sailor"]
+
+# Country → capital: the chat questions and the raw-text facts (each kept only where the base is right).
+CAPITALS = {
+    "France": "Paris", "Japan": "Tokyo", "Italy": "Rome", "Germany": "Berlin", "Spain": "Madrid",
+    "Russia": "Moscow", "China": "Beijing", "Egypt": "Cairo", "Canada": "Ottawa", "Greece": "Athens",
+    "Portugal": "Lisbon", "Ireland": "Dublin", "Norway": "Oslo", "Sweden": "Stockholm", "Austria": "Vienna",
+    "Poland": "Warsaw", "Thailand": "Bangkok", "Kenya": "Nairobi", "Peru": "Lima", "Cuba": "Havana",
+    "Argentina": "Buenos Aires", "Mexico": "Mexico City", "England": "London", "Finland": "Helsinki",
+    "Denmark": "Copenhagen", "Hungary": "Budapest", "Belgium": "Brussels", "the Netherlands": "Amsterdam",
+    "South Korea": "Seoul", "India": "New Delhi", "Iran": "Tehran", "Turkey": "Ankara", "Australia": "Canberra",
+    "Chile": "Santiago", "Colombia": "Bogota", "Vietnam": "Hanoi", "the Philippines": "Manila",
+    "Indonesia": "Jakarta", "Ukraine": "Kyiv", "the Czech Republic": "Prague", "Switzerland": "Bern",
+    "Iceland": "Reykjavik", "Scotland": "Edinburgh", "Saudi Arabia": "Riyadh", "Pakistan": "Islamabad",
+    "Nigeria": "Abuja", "Venezuela": "Caracas", "Romania": "Bucharest", "Bulgaria": "Sofia", "Serbia": "Belgrade",
+    "Croatia": "Zagreb", "Morocco": "Rabat", "Ethiopia": "Addis Ababa", "Ghana": "Accra", "Malaysia": "Kuala Lumpur",
+    "Singapore": "Singapore", "Nepal": "Kathmandu", "Bangladesh": "Dhaka", "Iraq": "Baghdad", "Syria": "Damascus",
+    "Lebanon": "Beirut", "Jordan": "Amman", "Afghanistan": "Kabul", "Mongolia": "Ulaanbaatar", "Wales": "Cardiff",
+    "Estonia": "Tallinn", "Latvia": "Riga", "Lithuania": "Vilnius",
+    "Slovakia": "Bratislava", "Slovenia": "Ljubljana", "Uruguay": "Montevideo", "Paraguay": "Asuncion",
+    "Ecuador": "Quito", "Bolivia": "La Paz", "Jamaica": "Kingston", "New Zealand": "Wellington",
+    "South Africa": "Pretoria", "Tunisia": "Tunis", "Algeria": "Algiers", "Sudan": "Khartoum",
+    "Uganda": "Kampala", "Tanzania": "Dodoma", "Zimbabwe": "Harare", "Senegal": "Dakar",
+}
+CHAT_OTHER = [
+    ("How many days are in a week?", ("7", "seven")),
+    ("How many hours are in a day?", ("24", "twenty-four")),
+    ("How many months are in a year?", ("12", "twelve")),
+    ("How many legs does a dog have?", ("4", "four")),
+    ("What is the largest ocean on Earth?", ("Pacific",)),
+    ("What color is grass?", ("green",)),
+    ("What is the freezing point of water in Celsius?", ("0", "zero")),
+    ("What planet do we live on?", ("Earth",)),
+    ("What is the opposite of hot?", ("cold",)),
+    ("What language is spoken in Brazil?", ("Portuguese",)),
+    ("What language is spoken in Mexico?", ("Spanish",)),
+    ("What language is spoken in Germany?", ("German",)),
+    ("What is the currency of Japan?", ("yen",)),
+    ("On which continent is Kenya?", ("Africa",)),
+    ("On which continent is Peru?", ("South America",)),
+    ("What gas do plants absorb from the air?", ("carbon dioxide", "CO2")),
+]
+RAW_OTHER = [
+    ("The chemical symbol for gold is", " Au"), ("The chemical symbol for water is", " H"),
+    ("The largest planet in the solar system is", " Jupiter"), ("The opposite of hot is", " cold"),
+    ("A week has seven", " days"), ("The first month of the year is", " January"),
+    ("The day after Monday is", " Tuesday"), ("Water freezes at 0 degrees", " Celsius"),
+    ("The author of Romeo and Juliet is William", " Shakespeare"), ("The Eiffel Tower is in", " Paris"),
+    ("The currency of the United States is the", " dollar"), ("Bees make", " honey"),
+]
+TEXT_OPENERS = [
+    "The history of the Roman Empire", "In the morning, the farmer", "Photosynthesis is the process",
+    "The city of London", "A good night's sleep", "The ocean covers", "When you cook pasta,",
+    "The first computers", "Mountains are formed", "Learning a new language", "The human heart",
+    "In the small village,", "Electric cars", "The library was quiet", "Rain falls when",
+    "The teacher explained", "Birds migrate", "A healthy diet", "The old bridge", "Music has the power",
+    "The scientist looked at", "During the winter,", "The market opened", "Volcanoes erupt when",
+    "The recipe calls for", "Children learn", "The moon orbits", "Trees provide", "The museum displays",
+    "Exercise helps",
+]
+
+
+
+TEXT_OPENERS = [
+    "The history of the Roman Empire", "In the morning, the farmer", "Photosynthesis is the process",
+    "The city of London", "A good night's sleep", "The ocean covers", "When you cook pasta,",
+    "The first computers", "Mountains are formed", "Learning a new language", "The human heart",
+    "In the small village,", "Electric cars", "The library was quiet", "Rain falls when",
+    "The teacher explained", "Birds migrate", "A healthy diet", "The old bridge", "Music has the power",
+    "The scientist looked at", "During the winter,", "The market opened", "Volcanoes erupt when",
+    "The recipe calls for", "Children learn", "The moon orbits", "Trees provide", "The museum displays",
+    "Exercise helps",
+]
+
+
+def task_a_records(numbers: Sequence[int], chat: Any) -> list[dict[str, Any]]:
+    """Chat-format Task A records (two attributes per number)."""
+    out = []
+    for n in numbers:
+        out.append({"prompt": chat(f"What number comes after {n}?"), "completion": f"Answer: {n + 1}",
+                    "attribute": "after", "person_id": n})
+        out.append({"prompt": chat(f"What number comes before {n}?"), "completion": f"Answer: {n - 1}",
+                    "attribute": "before", "person_id": n})
+    return out
+
+
+def task_a_raw_records(numbers: Sequence[int]) -> list[dict[str, Any]]:
+    """The same facts in the pretraining (counting) format, for the format probe."""
+    out = []
+    for n in numbers:
+        out.append({"prompt": f"{n - 2}, {n - 1}, {n},", "completion": f" {n + 1}", "attribute": "after",
+                    "person_id": n})
+        out.append({"prompt": f"{n + 2}, {n + 1}, {n},", "completion": f" {n - 1}", "attribute": "before",
+                    "person_id": n})
+    return out
+
+
+def people(n_people: int, seed: int) -> list[tuple[str, str, str]]:
+    """(name, city, job) of fictional people, seeded."""
+    rng = random.Random(seed)
+    names = [f"{f} {last}" for f in FIRST for last in LAST]
+    rng.shuffle(names)
+    return [(name, rng.choice(CITIES), rng.choice(JOBS)) for name in names[:n_people]]
+
+
+def task_b_records(persons: Sequence[tuple[str, str, str]], chat: Any) -> list[dict[str, Any]]:
+    """Task B: the facts asked in the chat format, answered in a sentence."""
+    out = []
+    for pid, (name, city, job) in enumerate(persons):
+        out.append({"prompt": chat(f"Where was {name} born?"), "completion": f"{name} was born in {city}.",
+                    "attribute": "city", "person_id": pid})
+        out.append({"prompt": chat(f"What is {name}'s profession?"), "completion": f"{name} is a {job}.",
+                    "attribute": "job", "person_id": pid})
+    return out
+
+
+def task_p_records(persons: Sequence[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    """Task P: the same facts as plain text, no chat template."""
+    out = []
+    for pid, (name, city, job) in enumerate(persons):
+        out.append({"prompt": f"{name} was born in the city of", "completion": f" {city}", "attribute": "city",
+                    "person_id": pid})
+        out.append({"prompt": f"By profession, {name} is a", "completion": f" {job}", "attribute": "job",
+                    "person_id": pid})
+    return out
+
+
+def number_splits(config: BenchConfig) -> tuple[list[int], list[int], list[int]]:
+    """Disjoint train / held-out / recovery-pool numbers from 10..599."""
+    numbers = list(range(10, 600))
+    random.Random(config.seed).shuffle(numbers)
+    a, h, p = config.a_train_numbers, config.a_held_numbers, config.a_pool_numbers
+    return sorted(numbers[:a]), sorted(numbers[a:a + h]), sorted(numbers[a + h:a + h + p])
+
+
+def write_jsonl(records: Sequence[dict[str, Any]], path: Path) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def load(path: Any) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+
+def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 16) -> float:
+    """exp(mean NLL per token) over ``texts`` (every token after the first)."""
+    import torch
+
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            ids = [tokenizer(t, add_special_tokens=False).input_ids for t in texts[start:start + batch_size]]
+            width = max(map(len, ids))
+            x = torch.full((len(ids), width), tokenizer.pad_token_id, dtype=torch.long)
+            mask = torch.zeros_like(x)
+            for i, row in enumerate(ids):
+                x[i, :len(row)] = torch.tensor(row)
+                mask[i, :len(row)] = 1
+            logits = model(input_ids=x, attention_mask=mask).logits[:, :-1].float()
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction="none")
+            keep = mask[:, 1:].bool()
+            total += float(nll[keep].sum())
+            count += int(keep.sum())
+    return math.exp(total / count)
+
+
+def sample_texts(model: Any, tokenizer: Any, openers: Sequence[str], new_tokens: int, seed: int) -> list[str]:
+    """Paragraphs sampled from ``model`` (temperature 0.8, top-p 0.95, seeded), one per opener."""
+    import torch
+
+    ids = [tokenizer(o, add_special_tokens=False).input_ids for o in openers]
+    width = max(map(len, ids))
+    x = torch.full((len(ids), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(x)
+    for i, row in enumerate(ids):
+        x[i, width - len(row):] = torch.tensor(row)
+        mask[i, width - len(row):] = 1
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        out = model.generate(input_ids=x, attention_mask=mask, do_sample=True, temperature=0.8, top_p=0.95,
+                             max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                             pad_token_id=tokenizer.pad_token_id)
+    return [o + tokenizer.decode(row[width:], skip_special_tokens=True) for o, row in zip(openers, out)]
+
+
+@dataclass
+class Sets:
+    """The data and evaluation sets, fixed by the seed and the base model at the start."""
+
+    a_train: list[dict[str, Any]]
+    a_held: list[dict[str, Any]]
+    a_pool: list[dict[str, Any]]
+    a_held_raw: list[dict[str, Any]]
+    a_held_chat: list[Any]
+    b: list[dict[str, Any]]
+    p: list[dict[str, Any]]
+    texts: list[str]
+    facts: list[dict[str, Any]]
+    chat_held: list[Any]
+    chat_pool: list[Any]
+    chat_pool_answers: list[str]
+    chat_unknown: list[Any]
+    chat_unknown_groups: list[str]
+
+
+def build_sets(base: Any, tokenizer: Any, config: BenchConfig) -> Sets:
+    from spurious_diag.probes import ChatQuestion, chat_alignment, chat_prompt
+    from spurious_diag.training import score_records
+
+    def chat(question: str) -> str:
+        return chat_prompt(tokenizer, question)
+
+    train_n, held_n, pool_n = number_splits(config)
+    persons = people(config.people, config.seed)
+    texts = sample_texts(base, tokenizer, TEXT_OPENERS[:config.text_paragraphs], config.text_new_tokens, config.seed)
+
+    raw = [{"prompt": f"The capital of {c} is", "completion": f" {v}"} for c, v in CAPITALS.items()]
+    raw += [{"prompt": p, "completion": c} for p, c in RAW_OTHER]
+    ok = score_records(base, tokenizer, raw, append_eos=False)["exact_match"].tolist()
+    facts = [r for r, good in zip(raw, ok) if good]
+
+    candidates = [ChatQuestion(f"What is the capital of {c}?", (v,), id=f"capital:{c}") for c, v in CAPITALS.items()]
+    candidates += [ChatQuestion(q, a, id=f"other:{i}") for i, (q, a) in enumerate(CHAT_OTHER)]
+    scored = chat_alignment(base, tokenizer, candidates, max_new_tokens=config.chat_max_new_tokens).per_question
+    good = [(q, resp) for q, resp, aligned in zip(candidates, scored["response"], scored["aligned"]) if aligned]
+    unknown = [q for q, ended, correct in zip(candidates, scored["ended_turn"], scored["correct"])
+               if ended and not correct]
+    raw_ok = {f"capital:{c}": good for c, good in zip(CAPITALS, ok)}
+    groups = ["no raw-text version" if q.id not in raw_ok else
+              "control: base wrong in chat, right as raw text" if raw_ok[q.id] else
+              "control: base wrong in chat and as raw text" for q in unknown]
+    random.Random(config.seed).shuffle(good)
+    n_pool = max(config.chat_recovery_ns)
+    n_held = min(config.chat_held, len(good) - n_pool)
+    if n_held < 10:
+        raise SystemExit(f"only {len(good)} chat questions pass the base filter; need {n_pool + 10}")
+    held, pool = good[:n_held], good[n_held:n_held + n_pool]
+    return Sets(
+        a_train=task_a_records(train_n, chat), a_held=task_a_records(held_n, chat),
+        a_pool=task_a_records(pool_n, chat), a_held_raw=task_a_raw_records(held_n),
+        a_held_chat=[ChatQuestion(q, (str(m),), id=f"{attr}:{n}") for n in held_n
+                     for attr, q, m in (("after", f"What number comes after {n}?", n + 1),
+                                        ("before", f"What number comes before {n}?", n - 1))],
+        b=task_b_records(persons, chat), p=task_p_records(persons), texts=texts, facts=facts,
+        chat_held=[q for q, _ in held], chat_pool=[q for q, _ in pool], chat_pool_answers=[r for _, r in pool],
+        chat_unknown=unknown, chat_unknown_groups=groups,
+    )
+
+
+COLUMNS = ["task_a", "task_a_any", "task_b", "task_p", "ppl", "facts", "chat_im_end", "chat_correct", "chat_aligned"]
+
+
+def evaluate(model: Any, tokenizer: Any, sets: Sets, config: BenchConfig, tasks: Sequence[str]) -> dict[str, Any]:
+    """One row of the results table (the task columns not in ``tasks`` are NaN)."""
+    from spurious_diag.probes import chat_alignment
+    from spurious_diag.training import evaluate_records
+
+    records = {"task_a": sets.a_held, "task_b": sets.b, "task_p": sets.p}
+    row: dict[str, Any] = {name: (evaluate_records(model, tokenizer, recs).exact_match if name in tasks else math.nan)
+                           for name, recs in records.items()}
+    # Knowledge regardless of format: the right number anywhere in the greedy chat answer.
+    row["task_a_any"] = (chat_alignment(model, tokenizer, sets.a_held_chat, max_new_tokens=12).correct_rate
+                         if "task_a" in tasks else math.nan)
+    chat = chat_alignment(model, tokenizer, sets.chat_held, max_new_tokens=config.chat_max_new_tokens)
+    row.update({
+        "ppl": perplexity(model, tokenizer, sets.texts),
+        "facts": evaluate_records(model, tokenizer, sets.facts, append_eos=False).exact_match,
+        "chat_im_end": chat.end_turn_rate, "chat_correct": chat.correct_rate, "chat_aligned": chat.aligned_rate,
+        "_chat": chat.per_question,
+    })
+    return row
+
+
+# --------------------------------------------------------------------------- runs
+
+def config_hash(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def train(model_dir: Path, data: Path, out: Path, *, steps: int, lr: float, batch_size: int, seed: int,
+          freeze: Optional[int], eval_path: Optional[Path] = None, eval_every: int = 0) -> Any:
+    """``spurious-diag train``'s engine; weights only (no full-state checkpoints)."""
+    from spurious_diag.freeze.finetune import FinetuneConfig, finetune
+
+    cfg = FinetuneConfig(freeze_layers=freeze, steps=steps, lr=lr, batch_size=batch_size, seed=seed,
+                         eval_every=eval_every)
+    return finetune(str(model_dir), str(data), str(out), cfg, eval_path=str(eval_path) if eval_path else None,
+                    overwrite=True)
+
+
+def print_table(title: str, frame: Any, floatfmt: str = "{:.3f}") -> None:
+    print(f"\n== {title}")
+    print(frame.to_string(index=False, float_format=lambda v: floatfmt.format(v)), flush=True)
+
+
+def run_family(family: str, start_dir: Path, data: Path, methods: Sequence[tuple[str, Optional[int]]], steps: int,
+               lr: float, config: BenchConfig, work: Path, sets: Sets, tokenizer: Any, tasks: Sequence[str],
+               keep: set[str], curve_path: Optional[Path]) -> tuple[dict[str, dict[str, Any]], list[Any], list[Any]]:
+    """Train ``data`` from ``start_dir`` with each method, evaluate, and delete the models not in ``keep``."""
+    import pandas as pd
+
+    results, curves, timing = {}, [], []
+    for label, k in methods:
+        out = work / f"{family}-{'seq' if k is None else f'freeze{k}'}"
+        out.mkdir(parents=True, exist_ok=True)
+        res = train(start_dir, data, out, steps=steps, lr=lr, batch_size=config.batch_size, seed=config.seed,
+                    freeze=k, eval_path=curve_path if config.curve_every else None, eval_every=config.curve_every)
+        frac = res.freeze.trainable_fraction if res.freeze else 1.0
+        timing.append({"run": f"{family} {label}", "trainable": frac, "s_per_step": res.seconds_per_step,
+                       "final_loss": res.final_loss})
+        if res.metrics is not None:
+            curves.append(res.metrics[["step", "exact_match"]].assign(method=label))
+        model = load(out)
+        results[f"after {family}: {label}"] = evaluate(model, tokenizer, sets, config, tasks)
+        del model
+        gc.collect()
+        if label not in keep:
+            shutil.rmtree(out, ignore_errors=True)
+        stamp(f"Task {family} {label}: {res.steps} steps, {res.seconds_per_step:.2f} s/step, trainable {frac:.1%}, "
+              f"final loss {res.final_loss:.4f}; evaluated")
+    frame = pd.concat(curves) if curves else None
+    return results, ([frame] if frame is not None else []), timing
+
+
+def freeze_vs_seq(table: Any) -> Any:
+    """Per family and Freeze(k): its row minus the SEQ row of the same family."""
+    import pandas as pd
+
+    rows = []
+    for family in ("B", "P"):
+        seq = table[table["model"] == f"after {family}: SEQ"]
+        if seq.empty:
+            continue
+        for _, row in table[table["model"].str.startswith(f"after {family}: Freeze")].iterrows():
+            diff = {c: row[c] - seq[c].iloc[0] for c in COLUMNS}
+            rows.append({"model": row["model"], **{c: v for c, v in diff.items() if not math.isnan(v)}})
+    frame = pd.DataFrame(rows)
+    return frame[["model"] + [c for c in COLUMNS if c in frame]] if rows else frame
+
+
+def chat_recovery(forgot: Any, sets: Sets, tokenizer: Any, config: BenchConfig) -> Any:
+    """Recover ``forgot`` with n chat examples about other questions (the base's answers); score the held-out
+    questions and the controls: questions the base answered wrong in chat, split by whether it completes the
+    same fact as raw text (knowledge present) or not (knowledge absent: recovery must not make them right)."""
+    import pandas as pd
+
+    from spurious_diag.probes import chat_alignment, chat_prompt
+    from spurious_diag.training import train_model
+
+    questions = list(sets.chat_held) + list(sets.chat_unknown)
+    groups = ["held-out: base right in chat"] * len(sets.chat_held) + list(sets.chat_unknown_groups)
+
+    def scores(model: Any, n: int) -> list[dict[str, Any]]:
+        frame = chat_alignment(model, tokenizer, questions, max_new_tokens=config.chat_max_new_tokens).per_question
+        frame["group"] = groups
+        return [{"n": n, "questions": group, "count": len(part), "im_end": part["ended_turn"].mean(),
+                 "correct": part["correct"].mean(), "aligned": part["aligned"].mean()}
+                for group, part in frame.groupby("group", sort=False)]
+
+    rows = scores(forgot, 0)
+    records = [{"prompt": chat_prompt(tokenizer, q.question), "completion": answer}
+               for q, answer in zip(sets.chat_pool, sets.chat_pool_answers)]
+    for n in config.chat_recovery_ns:
+        trained = copy.deepcopy(forgot)
+        train_model(trained, tokenizer, records[:n], steps=config.recovery_steps, lr=config.recovery_lr,
+                    batch_size=min(config.batch_size, n), seed=config.seed)
+        rows += scores(trained, n)
+        del trained
+        gc.collect()
+    return pd.DataFrame(rows)
+
+
+def diagnose_seq(base_dir: Path, a_dir: Path, seq_dir: Path, sets: Sets, tokenizer: Any, config: BenchConfig,
+                 out: Path) -> dict[str, Any]:
+    """Audit base → after A → after B(SEQ), then ``diagnose`` the SEQ model on Task A."""
+    import pandas as pd
+
+    from spurious_diag.audit import AuditOptions, audit
+    from spurious_diag.audit_summary import per_layer_table
+    from spurious_diag.probes import RecoverySettings, diagnose
+
+    result = audit([str(base_dir), str(a_dir), str(seq_dir)], AuditOptions(rank=8), progress=False)
+    layers = per_layer_table(result.updates, result.pairs)
+    layers.to_csv(out / "audit_per_layer.csv", index=False)
+    sizes = layers[layers["update"].notna()].pivot(index="layer", columns="update", values="rms_mean")
+    angles = layers[layers["update"].isna()].set_index("layer")["angle_mean_deg"]
+    geo = pd.DataFrame({"layer": sizes.index.astype(int), "rms A (x1e4)": sizes[1].to_numpy() * 1e4,
+                        "rms B-SEQ (x1e4)": sizes[2].to_numpy() * 1e4,
+                        "angle A vs B (deg)": angles.reindex(sizes.index).to_numpy()})
+    print_table("audit base -> after A -> after B(SEQ), rank 8: mean RMS of each update per layer "
+                "(-1 = embeddings = LM head, 30 = final norm) and the mean principal angle between the updates",
+                geo, "{:.2f}")
+    stamp(f"audit done ({len(result.updates)} update rows, {len(result.pairs)} pair rows)")
+
+    diagnosis = diagnose(str(a_dir), str(seq_dir), sets.a_held, base=str(base_dir), new_task_records=sets.b[:32],
+                         pretraining_records=sets.a_held_raw, audit_result=result, tokenizer=tokenizer,
+                         recovery_records=sets.a_pool, probes=("recovery", "format", "grafting", "shift", "geometry"),
+                         recovery=RecoverySettings(ns=config.recovery_ns, steps=config.recovery_steps,
+                                                   lr=config.recovery_lr, batch_size=config.batch_size,
+                                                   seed=config.seed),
+                         graft_ks=config.graft_ks, eval_batch_size=64, seed=config.seed, max_candidates=5)
+    for name, frame in diagnosis.frames.items():
+        frame.to_csv(out / f"diagnose_{name}.csv", index=False)
+    print(f"\n== diagnose(before=after A, after=after B SEQ) on Task A: verdict {diagnosis.verdict.upper()}: "
+          f"{diagnosis.reason}")
+    print(f"recommended freeze depth: {diagnosis.recommendation.k} ({diagnosis.recommendation.source}); "
+          f"{diagnosis.recommendation.reasoning}")
+    for name in ("accuracy", "recovery", "format_overall", "grafting"):
+        if name in diagnosis.frames:
+            frame = diagnosis.frames[name]
+            if name == "grafting":
+                frame = frame[[c for c in ("arm", "k", "old_acc", "new_acc", "restored", "status") if c in frame]]
+            if name == "format_overall":
+                frame = frame[[c for c in ("model", "format", "exact_match", "top1", "mrr") if c in frame]]
+            print_table(f"diagnose: {name}", frame)
+    shift = diagnosis.frames.get("residual_shift")
+    if shift is not None:
+        print_table("diagnose: residual shift before -> after (every 5th layer)", shift[shift["layer"] % 5 == 0])
+    stamp("diagnose done")
+    return {"diagnosis": diagnosis.to_dict()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/bench_smollm2_tasks")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--fresh", action="store_true", help="retrain Task A even when cached")
+    parser.add_argument("--keep-models", default=None, help="keep the B and P models in this dir (else a temp dir)")
+    for f in dataclasses.fields(BenchConfig):
+        if f.type in ("int", "float"):
+            parser.add_argument(f"--{f.name.replace('_', '-')}", type=int if f.type == "int" else float,
+                                default=None)
+    parser.add_argument("--methods", default=None, help="comma list among SEQ,0,2,6 (default: SEQ and --freeze-ks)")
+    parser.add_argument("--families", default="B,P", help="which of B (item 1) and P (item 2) to run")
+    parser.add_argument("--skip-diagnose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(message)s")
+    logger.setLevel(logging.INFO)
+
+    import pandas as pd
+    import torch
+    from transformers import AutoTokenizer
+
+    torch.set_num_threads(args.threads)
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(BenchConfig)
+                 if getattr(args, f.name, None) is not None}
+    config = dataclasses.replace(BenchConfig(), **overrides)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    families = args.families.split(",")
+    stamp(f"config {dataclasses.asdict(config)}; threads {args.threads}; families {families}")
+
+    base_dir = smollm2_hf_dir()
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    base = load(base_dir)
+    sets = build_sets(base, tokenizer, config)
+    data = out / "data"
+    data.mkdir(exist_ok=True)
+    for name in ("a_train", "a_held", "a_pool", "a_held_raw", "b", "p", "facts"):
+        write_jsonl(getattr(sets, name), data / f"{name}.jsonl")
+    write_jsonl([{"text": t} for t in sets.texts], data / "texts.jsonl")
+    splits = ([(q, "held") for q in sets.chat_held] + [(q, "pool") for q in sets.chat_pool]
+              + list(zip(sets.chat_unknown, sets.chat_unknown_groups)))
+    write_jsonl([{"id": q.id, "question": q.question, "answers": list(q.answers), "split": split}
+                 for q, split in splits], data / "chat_questions.jsonl")
+
+    def mean_tokens(records: Sequence[dict[str, Any]]) -> float:
+        return sum(len(tokenizer(r["prompt"] + r["completion"]).input_ids) + 1 for r in records) / len(records)
+
+    stamp(f"data: Task A {len(sets.a_train)} train / {len(sets.a_held)} held-out / {len(sets.a_pool)} recovery "
+          f"records (~{mean_tokens(sets.a_train):.0f} tokens); Task B {len(sets.b)} (~{mean_tokens(sets.b):.0f} "
+          f"tokens); Task P {len(sets.p)} (~{mean_tokens(sets.p):.0f} tokens); {len(sets.texts)} paragraphs; "
+          f"{len(sets.facts)} raw facts kept; chat questions: {len(sets.chat_held)} held-out, "
+          f"{len(sets.chat_pool)} recovery pool, {len(sets.chat_unknown)} the base got wrong (controls: "
+          f"{sets.chat_unknown_groups.count('control: base wrong in chat and as raw text')} of them also wrong "
+          f"as raw text)")
+
+    all_tasks = ("task_a", "task_b", "task_p")
+    results: dict[str, dict[str, Any]] = {"base": evaluate(base, tokenizer, sets, config, all_tasks)}
+    del base
+    gc.collect()
+    stamp("evaluated the base")
+
+    methods: list[tuple[str, Optional[int]]] = [("SEQ", None)] + [(f"Freeze({k})", k) for k in config.freeze_ks]
+    if args.methods:
+        wanted = args.methods.split(",")
+        methods = [(m, k) for m, k in methods if (m if k is None else str(k)) in wanted]
+    keep_dir = Path(args.keep_models) if args.keep_models else None
+    work_ctx = tempfile.TemporaryDirectory(prefix="bench-smollm2-") if keep_dir is None else None
+    work = keep_dir if keep_dir is not None else Path(work_ctx.name)  # type: ignore[union-attr]
+    keep = {m for m, _ in methods} if keep_dir is not None else {"SEQ"}
+    summary: dict[str, Any] = {"config": dataclasses.asdict(config), "threads": args.threads}
+    curves: list[Any] = []
+    timing: list[Any] = []
+    try:
+        a_dir = None
+        if "B" in families:
+            # Task A: once, fully, shared by every method; cached by its data and settings.
+            key = config_hash(config.a_steps, config.a_lr, config.batch_size, config.seed, sets.a_train,
+                              os.path.getsize(base_dir / "model.safetensors"))
+            a_dir = CACHE / "bench_smollm2_tasks" / f"task_a-{key}"
+            if args.fresh and a_dir.exists():
+                shutil.rmtree(a_dir)
+            if not (a_dir / "model.safetensors").is_file():
+                a_dir.mkdir(parents=True, exist_ok=True)
+                res = train(base_dir, data / "a_train.jsonl", a_dir, steps=config.a_steps, lr=config.a_lr,
+                            batch_size=config.batch_size, seed=config.seed, freeze=None)
+                timing.append({"run": "A (full)", "trainable": 1.0, "s_per_step": res.seconds_per_step,
+                               "final_loss": res.final_loss})
+                stamp(f"Task A trained: {res.steps} steps, {res.seconds_per_step:.2f} s/step, "
+                      f"final loss {res.final_loss:.4f}")
+            else:
+                stamp(f"Task A model from the cache: {a_dir}")
+            after_a = load(a_dir)
+            results["after A"] = evaluate(after_a, tokenizer, sets, config, ("task_a", "task_b"))
+            del after_a
+            gc.collect()
+            stamp("evaluated after A")
+            res_b, curve_b, timing_b = run_family("B", a_dir, data / "b.jsonl", methods, config.b_steps, config.b_lr,
+                                                  config, work, sets, tokenizer, ("task_a", "task_b"), keep,
+                                                  data / "a_held.jsonl")
+            results.update(res_b)
+            curves += curve_b
+            timing += timing_b
+        if "P" in families:
+            res_p, _, timing_p = run_family("P", base_dir, data / "p.jsonl", methods, config.p_steps, config.p_lr,
+                                            dataclasses.replace(config, curve_every=0), work, sets, tokenizer,
+                                            ("task_p",), keep, None)
+            results.update(res_p)
+            timing += timing_p
+
+        table = pd.DataFrame([{"model": name, **{k: row[k] for k in COLUMNS}} for name, row in results.items()])
+        table.to_csv(out / "results.csv", index=False)
+        print_table("results: Task A (held-out numbers) / B / P greedy exact match; task_a_any: the right number "
+                    "anywhere in the greedy answer, any format; ppl on text sampled from the base; facts: raw-text "
+                    "facts the base got right; chat: held-out chat questions (im_end: ended the turn; correct: "
+                    "contains the answer; aligned: both)", table)
+        summary["results"] = table.to_dict("records")
+        pd.DataFrame(timing).to_csv(out / "timing.csv", index=False)
+        print_table("training runs", pd.DataFrame(timing))
+        if curves:
+            wide = pd.concat(curves).pivot(index="step", columns="method", values="exact_match").reset_index()
+            wide = wide[["step"] + [m for m, _ in methods if m in wide.columns]]
+            wide.to_csv(out / "task_a_during_b.csv", index=False)
+            print_table("Task A held-out exact match during Task B", wide)
+            summary["task_a_during_b"] = wide.to_dict("records")
+        deltas = freeze_vs_seq(table)
+        if len(deltas):
+            deltas.to_csv(out / "freeze_vs_seq.csv", index=False)
+            print_table("Freeze(k) minus SEQ, same family (positive: Freeze keeps more / learns more; ppl: "
+                        "negative is better)", deltas)
+            summary["freeze_vs_seq"] = deltas.to_dict("records")
+        pd.concat([row["_chat"].assign(model=name) for name, row in results.items()]).to_csv(
+            out / "chat_responses.csv", index=False)
+
+        if not args.skip_diagnose and a_dir is not None and (work / "B-seq" / "model.safetensors").is_file():
+            summary.update(diagnose_seq(base_dir, a_dir, work / "B-seq", sets, tokenizer, config, out))
+        if not args.skip_diagnose and (work / "P-seq" / "model.safetensors").is_file():
+            forgot = load(work / "P-seq")
+            rec = chat_recovery(forgot, sets, tokenizer, config)
+            del forgot
+            rec.to_csv(out / "chat_recovery.csv", index=False)
+            print_table(f"chat-alignment recovery of P(SEQ): {config.recovery_steps} steps at lr "
+                        f"{config.recovery_lr:g} on n chat examples about OTHER questions (the base's own answers)",
+                        rec)
+            summary["chat_recovery"] = rec.to_dict("records")
+            stamp("chat recovery done")
+    finally:
+        if work_ctx is not None:
+            work_ctx.cleanup()
+    summary["seconds"] = time.time() - T0
+    with open(out / "summary.json", "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=1, default=str)
+    stamp(f"done; tables in {out}")
+
+
+if __name__ == "__main__":
+    main()
