@@ -160,8 +160,10 @@ def recommend_freeze_depth(
                            "accuracy.")
         return FreezeRecommendation(k, "grafting", "stronger", k_graft, k_geo, " ".join(reasons))
     if k_geo is not None:
-        reasons.append("Without a grafting result on old-task data this rests on update geometry alone: weaker "
-                       "evidence, check it on held-out old-task data.")
+        ran_grafting = grafting is not None and acc_before is not None and acc_after is not None
+        reasons.append(("Grafting supports no bottom depth, so" if ran_grafting else
+                        "Without a grafting result on old-task data")
+                       + " this rests on update geometry alone: weaker evidence, check it on held-out old-task data.")
         return FreezeRecommendation(min(k_geo, cap), "geometry", "weaker", k_graft, k_geo, " ".join(reasons))
     reasons.append("No grafting result and no audit: no depth recommended.")
     return FreezeRecommendation(None, "none", "none", k_graft, k_geo, " ".join(reasons))

@@ -57,3 +57,11 @@ def test_recommendation_prefers_grafting_and_says_when_evidence_is_weaker():
     assert (geometry_only.k, geometry_only.strength) == (2, "weaker") and "weaker" in geometry_only.reasoning
     nothing = recommend_freeze_depth(4)
     assert nothing.k is None and nothing.source == "none"
+
+
+def test_geometry_fallback_says_whether_grafting_ran():
+    summary = _summary([0.04, 0.03, 0.01, 0.01], [89, 88, 10, 5])
+    whole_stack = _grafting([0.1, 0.1, 0.2, 0.3, 0.9])  # only k = L restores: no bottom depth
+    ran = recommend_freeze_depth(4, grafting=whole_stack, acc_before=0.9, acc_after=0.1, audit_summary=summary)
+    assert (ran.k, ran.source) == (2, "geometry") and "Grafting supports no bottom depth" in ran.reasoning
+    assert "Without a grafting result" in recommend_freeze_depth(4, audit_summary=summary).reasoning
