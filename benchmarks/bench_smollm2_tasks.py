@@ -188,19 +188,6 @@ TEXT_OPENERS = [
 ]
 
 
-
-TEXT_OPENERS = [
-    "The history of the Roman Empire", "In the morning, the farmer", "Photosynthesis is the process",
-    "The city of London", "A good night's sleep", "The ocean covers", "When you cook pasta,",
-    "The first computers", "Mountains are formed", "Learning a new language", "The human heart",
-    "In the small village,", "Electric cars", "The library was quiet", "Rain falls when",
-    "The teacher explained", "Birds migrate", "A healthy diet", "The old bridge", "Music has the power",
-    "The scientist looked at", "During the winter,", "The market opened", "Volcanoes erupt when",
-    "The recipe calls for", "Children learn", "The moon orbits", "Trees provide", "The museum displays",
-    "Exercise helps",
-]
-
-
 def task_a_records(numbers: Sequence[int], chat: Any) -> list[dict[str, Any]]:
     """Chat-format Task A records (two attributes per number)."""
     out = []

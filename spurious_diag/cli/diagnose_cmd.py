@@ -19,24 +19,22 @@ from ..report import write_csv
 logger = logging.getLogger(__name__)
 
 
-def _ns(value: str) -> tuple[int, ...]:
-    try:
-        ns = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--recovery-n must be comma-separated integers, got {value!r}") from None
-    if not ns or any(n < 1 for n in ns):
-        raise argparse.ArgumentTypeError(f"--recovery-n needs positive integers, got {value!r}")
-    return ns
+def _int_list(flag: str, minimum: int):
+    """An argparse type: comma-separated integers, each >= ``minimum``, for ``flag``."""
+    def parse(value: str) -> tuple[int, ...]:
+        try:
+            numbers = tuple(int(v) for v in value.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be comma-separated integers, got {value!r}") from None
+        if not numbers or any(n < minimum for n in numbers):
+            kind = "positive" if minimum == 1 else "non-negative"
+            raise argparse.ArgumentTypeError(f"{flag} needs {kind} integers, got {value!r}")
+        return numbers
+    return parse
 
 
-def _ks(value: str) -> tuple[int, ...]:
-    try:
-        ks = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--graft-ks must be comma-separated integers, got {value!r}") from None
-    if not ks or any(k < 0 for k in ks):
-        raise argparse.ArgumentTypeError(f"--graft-ks needs non-negative integers, got {value!r}")
-    return ks
+_ns = _int_list("--recovery-n", 1)
+_ks = _int_list("--graft-ks", 0)
 
 
 def _probes(value: str) -> tuple[str, ...]:
