@@ -2,13 +2,14 @@
 
 For each stored tensor (one at a time) and each update of the chain:
 
-1. *Gram pass* — rows of the tensor are read in chunks from every checkpoint
-   involved, and the Frobenius inner products ⟨ΔW_a, ΔW_b⟩ of the updates
-   (per fused part) and ‖W_source‖² are accumulated in float64. Sizes
-   (``fro``, ``rms``, ``rel``) and cosines come from this Gram matrix, with a
-   memory cost of a few row chunks whatever the tensor size.
-2. *Basis pass* — for 2-D tensors, each update is formed once (two tensors in
-   memory), oriented output-axis first and split into fused parts; its top
+1. *Gram pass* (``gram_pass``) — rows of the tensor are read in chunks from
+   every checkpoint involved, and the Frobenius inner products ⟨ΔW_a, ΔW_b⟩ of
+   the updates (per fused part) and ‖W_source‖² are accumulated in float64.
+   Sizes (``fro``, ``rms``, ``rel``) and cosines come from this Gram matrix.
+   The dense updates are kept for step 2 when two of them (or all, within one
+   chunk budget) fit; else step 2 forms them again, one at a time.
+2. *Basis pass* — for 2-D tensors, each update is oriented output-axis first
+   and split into fused parts; its top
    singular basis (exact or accurate randomized SVD, or exact from LoRA
    factors) is cached for every pair that uses it: N updates, N SVDs.
 3. *Pairs* — principal angles, overlaps and the paper's one-sided angle
@@ -32,17 +33,16 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import MismatchError, UsageError
-from .extract import Source, UpdatePlan, delta_rows, dense_delta, factored_delta, plan_pairs, plan_updates
+from .extract import Source, UpdatePlan, dense_delta, factored_delta, plan_pairs, plan_updates
 from .geometry import (
     SingularBasis,
-    basis_angles,
+    compare_bases,
     intruder_dimensions,
-    one_sided_angles,
     random_cosine_scale,
     random_overlap,
-    subspace_overlap,
     top_singular_basis,
 )
+from .gram_pass import gram_pass
 from .io.adapter import LoraAdapter, is_lora_adapter, load_lora_adapter
 from .io.chain import is_chain_dir, list_chain
 from .io.checkpoint import Checkpoint
@@ -321,91 +321,14 @@ def _part_ids(ctx: _TensorContext) -> torch.Tensor:
     return ids
 
 
-def _needed_checkpoints(plans: Sequence[UpdatePlan]) -> list[int]:
-    needed = set()
-    for p in plans:
-        needed.add(p.source)
-        if not p.factored:
-            needed.add(p.target)
-    return sorted(needed)
-
-
-def _gram_pass(ctx: _TensorContext, sources: Sequence[Source], plans: Sequence[UpdatePlan],
-               entries: list[tuple[int, int]], options: AuditOptions
-               ) -> tuple[torch.Tensor, torch.Tensor, dict[int, bool], Optional[list[torch.Tensor]]]:
-    """Inner products of updates per part, and ‖W_source‖² per part, over row chunks.
-
-    Chunk data is in ``options.dtype``; products are summed in float64.
-
-    Returns:
-        gram: P×N×N float64, filled at ``entries`` and their mirror;
-        base_sq: P×N float64;
-        finite: checkpoint index → whether its tensor is free of NaN/Inf;
-        deltas: when the tensor fit in one chunk, the N dense updates (stored
-            orientation, ``options.dtype``) for the basis pass to reuse; else ``None``.
-    """
-    n_parts, n_updates = len(ctx.parts), len(plans)
-    gram = torch.zeros(n_parts, n_updates, n_updates, dtype=torch.float64)
-    base_sq = torch.zeros(n_parts, n_updates, dtype=torch.float64)
-    needed = _needed_checkpoints(plans)
-    finite = {k: True for k in needed}
-    shape = ctx.shape or (1,)
-    n_rows = shape[0]
-    row_elems = max(1, math.prod(shape[1:]))
-    lazy = all(sources[k].reads_rows_lazily(ctx.name) for k in needed)  # type: ignore[union-attr]
-    item = torch.empty((), dtype=options.dtype).element_size()
-    per_row = item * row_elems * (len(needed) + len(plans) + 1)  # rows held at once
-    chunk = max(1, options.chunk_bytes // per_row if lazy and len(shape) > 1 else n_rows)
-    ids = _part_ids(ctx)
-    deltas: list[torch.Tensor] = []
-    for start in range(0, n_rows, chunk):
-        stop = min(n_rows, start + chunk)
-        rows: dict[int, torch.Tensor] = {}
-        for k in needed:
-            src = sources[k]
-            assert isinstance(src, Checkpoint)
-            block = src.load_rows(ctx.name, start, stop) if ctx.shape else src[ctx.name].reshape(1)
-            block = block.to(options.dtype)
-            # A sum is NaN/Inf whenever an element is (or on overflow): only then look closer.
-            if not math.isfinite(float(block.sum(dtype=torch.float64))) and not bool(torch.isfinite(block).all()):
-                finite[k] = False
-                block = torch.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
-            rows[k] = block
-        deltas = [delta_rows(p, sources, rows, ctx.name, start, stop, ctx.info.transposed) for p in plans]
-        for u, plan in enumerate(plans):
-            _accumulate(base_sq[:, u], rows[plan.source], rows[plan.source], ids, ctx.out_axis, start, stop)
-        for a, b in entries:
-            _accumulate(gram[:, a, b], deltas[a], deltas[b], ids, ctx.out_axis, start, stop)
-        del rows
-    for a, b in entries:
-        gram[:, b, a] = gram[:, a, b]
-    single_chunk = chunk >= n_rows
-    return gram, base_sq, finite, (deltas if single_chunk and ctx.shape else None)
-
-
-def _accumulate(out: torch.Tensor, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor,
-                out_axis: int, start: int, stop: int) -> None:
-    """out[part] += Σ x·y over the elements of that part (rows start:stop of the stored tensor)."""
-    if x.dim() <= 1:
-        per_out = (x * y).to(torch.float64).reshape(-1)
-        part_ids = ids[start:stop] if out_axis == 0 else ids
-    elif out_axis == 0:
-        xr, yr = x.reshape(x.shape[0], -1), y.reshape(y.shape[0], -1)
-        per_out = (xr * yr).sum(dim=1, dtype=torch.float64)
-        part_ids = ids[start:stop]
-    else:
-        per_out = (x * y).sum(dim=0, dtype=torch.float64).reshape(-1)
-        part_ids = ids
-    out.index_add_(0, part_ids, per_out)
-
-
 def _bases(ctx: _TensorContext, sources: Sequence[Source], plans: Sequence[UpdatePlan], options: AuditOptions,
-           device: torch.device, deltas: Optional[list[torch.Tensor]]
+           device: torch.device, deltas: Optional[list[torch.Tensor]], gram: torch.Tensor
            ) -> tuple[dict[tuple[int, int], SingularBasis], dict[tuple[int, int], int]]:
     """Top singular basis per (update position, part), and intruder counts when asked.
 
     ``deltas`` are the dense updates kept by the Gram pass when the tensor was small
-    enough; otherwise each update is formed again here, one at a time.
+    enough; otherwise each update is formed again here, one at a time. ``gram`` (P×N×N)
+    holds their squared norms, so the bases need not measure them again.
     """
     bases: dict[tuple[int, int], SingularBasis] = {}
     intruders: dict[tuple[int, int], int] = {}
@@ -432,9 +355,9 @@ def _bases(ctx: _TensorContext, sources: Sequence[Source], plans: Sequence[Updat
             del before, after
         for k, part in enumerate(ctx.parts):
             piece = oriented[part.index]
-            bases[(u, k)] = _to_cpu(
-                top_singular_basis(piece, rank, energy=energy, max_rank=options.max_rank, seed=options.seed)
-            )
+            bases[(u, k)] = _to_cpu(top_singular_basis(
+                piece, rank, energy=energy, max_rank=options.max_rank, seed=options.seed,
+                total_energy=float(gram[k, u, u])))
         del delta, oriented
     return bases, intruders
 
@@ -456,9 +379,10 @@ def _audit_tensor(name: str, sources: Sequence[Source], plans: Sequence[UpdatePl
                   options: AuditOptions, device: torch.device) -> tuple[list[dict], list[dict]]:
     ctx = _context(name, sources)
     pos = {p.index: i for i, p in enumerate(plans)}
-    entries = sorted({(u, u) for u in range(len(plans))} | {(pos[a], pos[b]) for a, b in pairs})
-    gram, base_sq, finite, deltas = _gram_pass(ctx, sources, plans, entries, options)
-    bad = [k for k, ok in finite.items() if not ok]
+    measured = gram_pass(name, ctx.shape, ctx.out_axis, _part_ids(ctx), sources, plans,
+                         ctx.info.transposed, options.dtype, options.chunk_bytes)
+    gram, base_sq, deltas = measured.gram, measured.source_sq, measured.deltas
+    bad = [k for k, ok in measured.finite.items() if not ok]
     matrix = len(ctx.shape) >= 2 and min(ctx.shape[0], math.prod(ctx.shape[1:])) >= 2
     status = "ok"
     if ctx.shape and math.prod(ctx.shape) == 0:
@@ -469,7 +393,7 @@ def _audit_tensor(name: str, sources: Sequence[Source], plans: Sequence[UpdatePl
     bases: dict[tuple[int, int], SingularBasis] = {}
     intruders: dict[tuple[int, int], int] = {}
     if matrix and not bad and options.angles:
-        bases, intruders = _bases(ctx, sources, plans, options, device, deltas)
+        bases, intruders = _bases(ctx, sources, plans, options, device, deltas, gram)
     del deltas
 
     update_rows = []
@@ -526,13 +450,14 @@ def _pair_row(a: int, b: int, ctx: _TensorContext, k: int, part: Part, inner: to
         return row
     row.update(rank_a=basis_a.rank, rank_b=basis_b.rank)
     for side, suffix in (("left", ""), ("right", "_right")):
-        theta = torch.rad2deg(basis_angles(basis_a, basis_b, side).double())
-        u_a, u_b = basis_a.vectors(side), basis_b.vectors(side)
+        compared = compare_bases(basis_a, basis_b, side)
+        theta = torch.rad2deg(compared.angles.double())
         row[f"angle_mean_deg{suffix}"] = float(theta.mean())
         row[f"angle_min_deg{suffix}"] = float(theta.min())
-        row[f"overlap{suffix}"] = subspace_overlap(u_a, u_b)
-        row[f"overlap_random{suffix}"] = random_overlap(u_a.shape[0], basis_a.rank, basis_b.rank)
-    row["one_sided_mean_deg"] = float(torch.rad2deg(one_sided_angles(basis_a.U, basis_b.U).double()).mean())
+        row[f"overlap{suffix}"] = compared.overlap
+        row[f"overlap_random{suffix}"] = random_overlap(basis_a.vectors(side).shape[0], basis_a.rank, basis_b.rank)
+        if side == "left":
+            row["one_sided_mean_deg"] = float(torch.rad2deg(compared.one_sided.double()).mean())
     return row
 
 

@@ -13,7 +13,7 @@ checkpoints; nothing here holds a whole model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 
@@ -86,25 +86,27 @@ def plan_pairs(n_updates: int, scheme: str = "all") -> list[tuple[int, int]]:
 
 def delta_rows(
     plan: UpdatePlan, sources: Sequence[Source], rows: dict[int, torch.Tensor], name: str, start: int, stop: int,
-    transposed: bool,
+    transposed: bool, out: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Rows ``start:stop`` (stored first axis) of update ``plan`` for tensor ``name``.
 
     ``rows`` maps checkpoint index → the same rows of that checkpoint, already loaded
-    in the working dtype. A factored update densifies only these rows.
+    in the working dtype. A factored update densifies only these rows. With ``out``
+    (a tensor of the rows' shape and dtype) the result is written there.
     """
     if not plan.factored:
-        return rows[plan.target] - rows[plan.source]
+        return torch.sub(rows[plan.target], rows[plan.source], out=out)
     adapter = sources[plan.target]
     assert isinstance(adapter, LoraAdapter)
     like = rows[plan.source]
     if name not in adapter.factors:
-        return torch.zeros_like(like)
-    B, A, scale = adapter.factor_tensors(name)
-    B, A = B.to(like.dtype), A.to(like.dtype)
-    # stored orientation: (out, in) = B @ A, or its transpose for a Conv1D weight
-    block = (A.mT[start:stop] @ B.mT) if transposed else (B[start:stop] @ A)
-    return (scale * block).reshape(like.shape)
+        block = torch.zeros_like(like)
+    else:
+        B, A, scale = adapter.factor_tensors(name)
+        B, A = B.to(like.dtype), A.to(like.dtype)
+        # stored orientation: (out, in) = B @ A, or its transpose for a Conv1D weight
+        block = (scale * ((A.mT[start:stop] @ B.mT) if transposed else (B[start:stop] @ A))).reshape(like.shape)
+    return block if out is None else out.copy_(block)
 
 
 def dense_delta(plan: UpdatePlan, sources: Sequence[Source], name: str, dtype: torch.dtype) -> torch.Tensor:

@@ -6,7 +6,15 @@ tensors on the input's device. Nothing here imports the rest of the package,
 holds global state, or draws unseeded random numbers. Angles are in radians.
 """
 
-from .angles import basis_angles, one_sided_angles, principal_angles, random_overlap, subspace_overlap
+from .angles import (
+    BasisComparison,
+    basis_angles,
+    compare_bases,
+    one_sided_angles,
+    principal_angles,
+    random_overlap,
+    subspace_overlap,
+)
 from .bases import randomized_svd, top_singular_basis
 from .factored import FactoredUpdate
 from .intruders import IntruderResult, intruder_dimensions
@@ -24,6 +32,8 @@ __all__ = [
     "randomized_svd",
     "FactoredUpdate",
     "principal_angles",
+    "BasisComparison",
+    "compare_bases",
     "basis_angles",
     "subspace_overlap",
     "random_overlap",

@@ -9,6 +9,7 @@ cosine alone cannot resolve angles under ~3e-4 rad.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -16,6 +17,8 @@ from ._tensors import require_matrix, to_working
 from .spectrum import SingularBasis
 
 __all__ = [
+    "BasisComparison",
+    "compare_bases",
     "principal_angles",
     "basis_angles",
     "subspace_overlap",
@@ -53,13 +56,17 @@ def _angles_between_orthonormal(q1: torch.Tensor, q2: torch.Tensor) -> torch.Ten
     """Principal angles (radians, ascending) between orthonormal q1 (m×a), q2 (m×b)."""
     if q1.shape[1] < q2.shape[1]:
         q1, q2 = q2, q1
-    k = q2.shape[1]
-    if k == 0:
+    if q2.shape[1] == 0:
         return q2.new_zeros(0)
     cross = q1.mT @ q2  # a×k, a ≥ k
+    return _angles_from(cross, q2 - q1 @ cross)
+
+
+def _angles_from(cross: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """Principal angles from cross = Q₁ᵀQ₂ (a×k, a ≥ k) and residual = Q₂ − Q₁·cross (m×k)."""
     cosines = torch.linalg.svdvals(cross)  # descending: smallest angles first
     # With a ≥ k the k singular values of the residual are exactly the sines.
-    sines = torch.linalg.svdvals(q2 - q1 @ cross).flip(0)  # ascending, paired with cosines
+    sines = torch.linalg.svdvals(residual).flip(0)  # ascending, paired with cosines
     from_cos = torch.arccos(cosines.clamp(0.0, 1.0))
     from_sin = torch.arcsin(sines.clamp(0.0, 1.0))
     theta = torch.where(from_cos < math.pi / 4, from_sin, from_cos)
@@ -157,3 +164,38 @@ def one_sided_angles(U1: torch.Tensor, U2: torch.Tensor) -> torch.Tensor:
     sines = torch.linalg.vector_norm(u2 - u1 @ projection, dim=0)
     theta = torch.atan2(sines, cosines)
     return torch.where(torch.linalg.vector_norm(u2, dim=0) > 0, theta, torch.nan)
+
+
+@dataclass(frozen=True)
+class BasisComparison:
+    """How two singular bases of updates relate on one side, from one shared pass.
+
+    Attributes:
+        angles: principal angles, radians, ascending; length min(r₁, r₂) (see :func:`basis_angles`).
+        overlap: ‖U₁ᵀU₂‖²_F / min(r₁, r₂) (see :func:`subspace_overlap`); NaN if a rank is 0.
+        one_sided: the paper's angle of each vector of basis 2 to the span of basis 1,
+            radians, in basis 2's order (see :func:`one_sided_angles`).
+    """
+
+    angles: torch.Tensor
+    overlap: float
+    one_sided: torch.Tensor
+
+
+def compare_bases(b1: SingularBasis, b2: SingularBasis, side: str = "left") -> BasisComparison:
+    """Principal angles, overlap and one-sided angles of two bases (``side`` as in :func:`basis_angles`).
+
+    Equal to calling the three functions, but the products U₁ᵀU₂ and
+    U₂ − U₁U₁ᵀU₂ are formed once for all of them.
+    """
+    u1, u2 = to_working(b1.vectors(side), b2.vectors(side))
+    _check_same_rows(u1, u2, f"{side} singular vectors")
+    r1, r2 = u1.shape[1], u2.shape[1]
+    cross = u1.mT @ u2  # r₁×r₂
+    residual = u2 - u1 @ cross  # m×r₂: each vector of basis 2 outside span(basis 1)
+    one_sided = torch.atan2(torch.linalg.vector_norm(residual, dim=0), torch.linalg.vector_norm(cross, dim=0))
+    if min(r1, r2) == 0:
+        return BasisComparison(u2.new_zeros(0), math.nan, one_sided)
+    overlap = min(float(torch.linalg.matrix_norm(cross)) ** 2 / min(r1, r2), 1.0)
+    angles = _angles_from(cross, residual) if r1 >= r2 else _angles_from(cross.mT, u1 - u2 @ cross.mT)
+    return BasisComparison(angles, overlap, one_sided)

@@ -73,10 +73,12 @@ def test_fused_qkv_split_into_parts(make_model, arch, name, parts):
     assert rows.loc["k", "module"] == "attn.k_proj"
 
 
-def test_streaming_chunks_give_the_same_tables(make_model, tmp_path):
-    """Tiny Gram-pass chunks (a row or two at a time) give the same numbers as one chunk."""
+@pytest.mark.parametrize("n_checkpoints", [3, 5])
+def test_streaming_chunks_give_the_same_tables(make_model, tmp_path, n_checkpoints):
+    """Tiny Gram-pass chunks (a row or two at a time) give the same numbers as one chunk, whether
+    the updates are kept for the basis pass (two of them) or formed again there (four)."""
     chain = []
-    for i, seed in enumerate((0, 1, 2)):
+    for i, seed in enumerate(range(n_checkpoints)):
         model = make_model("llama", seed=0)
         model.load_state_dict(_perturbed(model, seed) if i else model.state_dict())
         model.save_pretrained(tmp_path / f"c{i}")
@@ -124,6 +126,19 @@ def test_non_finite_weights_are_reported_not_propagated(make_model):
     assert bad_pairs["angle_mean_deg"].isna().all() and (bad_pairs["status"] != "ok").all()
     good = res.pairs[res.pairs["status"] == "ok"]
     assert good["angle_mean_deg"].notna().all() and good["cosine"].map(math.isfinite).all()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_in_the_last_checkpoint_are_found(make_model, value):
+    """The last checkpoint of a chain is no update's source: its NaN/Inf shows up in the update sums."""
+    a, b = make_model("llama").state_dict(), _perturbed(make_model("llama"), 1)
+    c = _perturbed(make_model("llama"), 2)
+    c["model.embed_tokens.weight"][3, 1] = value
+    res = audit([a, b, c], OPTS, progress=False)
+    rows = res.updates[res.updates["name"] == "model.embed_tokens.weight"]
+    assert rows["status"].str.startswith("non-finite values in CKPT_2").all() and rows["fro"].isna().all()
+    others = res.updates[res.updates["name"] != "model.embed_tokens.weight"]
+    assert (others["status"] == "ok").all() and others["fro"].map(math.isfinite).all()
 
 
 def test_bf16_vs_fp32_compared_in_fp32(make_model):

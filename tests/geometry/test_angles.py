@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spurious_diag.geometry import (
+    SingularBasis,
     basis_angles,
+    compare_bases,
     one_sided_angles,
     principal_angles,
     random_overlap,
@@ -193,3 +195,23 @@ def test_basis_angles_rejects_mismatched_sides():
         basis_angles(b1, b2, side="left")
     with pytest.raises(ValueError, match="side"):
         basis_angles(b1, b2, side="up")
+
+
+@pytest.mark.parametrize("r1, r2", [(6, 6), (6, 3), (3, 6), (0, 4), (4, 0)])
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_compare_bases_equals_the_three_separate_measures(r1, r2, side):
+    """One shared pass gives what basis_angles, subspace_overlap and one_sided_angles give apart."""
+    def basis(r: int, seed: int) -> SingularBasis:
+        u, v = random_orthonormal(50, r, seed), random_orthonormal(40, r, seed + 1)
+        return SingularBasis(u, torch.linspace(3.0, 1.0, r, dtype=torch.float64), v.mT, 20.0)
+
+    b1, b2 = basis(r1, 31), basis(r2, 41)
+    compared = compare_bases(b1, b2, side)
+    u1, u2 = b1.vectors(side), b2.vectors(side)
+    torch.testing.assert_close(compared.angles, basis_angles(b1, b2, side), atol=1e-12, rtol=0)
+    torch.testing.assert_close(compared.one_sided, one_sided_angles(u1, u2), atol=1e-12, rtol=0, equal_nan=True)
+    if min(r1, r2) == 0:
+        assert compared.angles.numel() == 0 and math.isnan(compared.overlap)
+    else:
+        assert compared.overlap == pytest.approx(subspace_overlap(u1, u2), abs=1e-12)
+

@@ -16,6 +16,8 @@ from spurious_diag.geometry import (
     top_singular_basis,
 )
 
+from spurious_diag.geometry.bases import _krylov_step, _rayleigh_ritz
+
 from .matrices import inverse_spectrum, random_orthonormal, spectrum_matrix
 
 # σ² = 4, 3, 2, 1: cumulative energy 0.4, 0.7, 0.9, 1.0 of the total 10.
@@ -183,3 +185,71 @@ def test_cpu_and_gpu_randomized_bases_agree():
     gpu_on_cpu = SingularBasis(gpu.U.cpu(), gpu.S.cpu(), gpu.Vh.cpu(), gpu.total_energy)
     assert _max_angle_deg(cpu, gpu_on_cpu) < 1e-6
     torch.testing.assert_close(gpu.S.cpu(), cpu.S, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(300, 120), (120, 300), (200, 200)])
+@pytest.mark.parametrize("true_rank", [1, 8, 19, 20, 21, 45])
+def test_randomized_basis_of_an_exactly_low_rank_update(shape, true_rank):
+    """Once the Krylov space is exhausted its new blocks are rounding noise: the basis must stay
+    orthonormal, keep only the true directions, and match exact SVD."""
+    m, n = shape
+    g = torch.Generator().manual_seed(true_rank)
+    left, right = (torch.randn(*size, generator=g, dtype=torch.float64) for size in ((m, true_rank), (true_rank, n)))
+    d = left @ right  # exactly rank true_rank in float64; rounded once to float32 below
+    fast = top_singular_basis(d.float(), 16, method="randomized")
+    exact = top_singular_basis(d, 16, method="exact")
+    assert fast.rank == exact.rank == min(true_rank, 16)
+    eye = torch.eye(fast.rank)
+    torch.testing.assert_close(fast.U.mT @ fast.U, eye, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast.Vh @ fast.Vh.mT, eye, atol=1e-5, rtol=0)
+    if true_rank <= 16:  # the whole column space: no truncation boundary to blur
+        assert _max_angle_deg(exact, fast) < 0.01 and _max_angle_deg(exact, fast, "right") < 0.01
+
+
+def _projection(spectrum: torch.Tensor, seed: int) -> torch.Tensor:
+    """A k×l stand-in for the Krylov projection Kᵀ Y with the given singular values (float32)."""
+    return spectrum_matrix(spectrum.numel(), 700, spectrum, seed).float()
+
+
+@pytest.mark.parametrize("decay, float32_gram", [(1.0, True), (0.5, True), (2.0, False), (None, False)])
+def test_rayleigh_ritz_matches_a_float64_svd_on_both_sides_of_the_gram_cut(decay, float32_gram):
+    """The k×k Gram matrix is squared: formed in float32 while σ_q ≥ 3% σ₁, else in float64. Either
+    way the top-q triplets match a float64 SVD of the projection."""
+    k, q = 80, 20
+    spectrum = inverse_spectrum(k) ** decay if decay else torch.cat([inverse_spectrum(10), torch.zeros(k - 10)])
+    b = _projection(spectrum, seed=21)
+    ref_u, ref_s, ref_vh = torch.linalg.svd(b.double(), full_matrices=False)
+    eigenvalues = torch.linalg.eigvalsh(b.double() @ b.double().mT).flip(0)
+    assert bool(eigenvalues[q - 1] >= 1e-3 * eigenvalues[0]) == float32_gram  # the path this case takes
+    s, e, right = _rayleigh_ritz(b, q)
+    assert s.dtype == e.dtype == right.dtype == torch.float32
+    kept = int((ref_s > 1e-6 * ref_s[0]).sum().clamp(max=16))  # directions that exist
+    torch.testing.assert_close(s[:kept].double(), ref_s[:kept], rtol=1e-5, atol=0)
+    assert torch.rad2deg(principal_angles(e[:, :kept].double(), ref_u[:, :kept])).max() < 0.01
+    assert torch.rad2deg(principal_angles(right[:kept].mT.double(), ref_vh[:kept].mT)).max() < 0.01
+    if decay is None:  # rank 10: the noise directions stay below the numerical-rank cut
+        assert float(s[10]) < 100 * torch.finfo(torch.float32).eps * float(s[0])
+
+
+@pytest.mark.parametrize("column_major", [False, True])
+def test_chunked_krylov_step_equals_the_plain_one(column_major):
+    """Large matrices take both products of a Krylov step in one pass over column chunks
+    (Y is x or a transposed view of it, so both memory layouts occur)."""
+    g = torch.Generator().manual_seed(22)
+    y = torch.randn(90, 250, generator=g, dtype=torch.float64)
+    y = y.mT.contiguous().mT if column_major else y
+    block = torch.linalg.qr(torch.randn(90, 6, generator=g, dtype=torch.float64)).Q.mT
+    z_plain, z_chunked = (torch.empty(6, 250, dtype=torch.float64) for _ in range(2))
+    w_plain = _krylov_step(block, y, z_plain, None)
+    w_chunked = _krylov_step(block, y, z_chunked, 7)
+    torch.testing.assert_close(z_chunked, z_plain, atol=1e-12, rtol=0)
+    torch.testing.assert_close(w_chunked, w_plain, atol=1e-10, rtol=0)
+
+
+def test_randomized_matches_exact_on_a_tall_matrix_past_the_cache_cut():
+    """A 9000×512 float32 update (18 MB, like a vocabulary embedding) runs the chunked Krylov steps."""
+    d = spectrum_matrix(9000, 512, inverse_spectrum(512), seed=23)
+    exact = top_singular_basis(d, 16, method="exact")
+    fast = top_singular_basis(d.float(), 16, method="randomized")
+    assert max(_max_angle_deg(exact, fast, side) for side in ("left", "right")) < 0.5
+

@@ -143,3 +143,19 @@ def test_returned_tensors_are_independent(make_model, tmp_path):
     first.add_(1.0)
     assert torch.equal(ckpt[name], reference)
     assert tree_digest(tmp_path) == before
+
+
+def test_row_reads_match_whole_reads_and_never_alias(make_model, tmp_path):
+    """load_rows over some or all rows equals slicing the whole tensor; editing what it returned
+    changes neither the file nor the next read."""
+    make_model("llama").save_pretrained(tmp_path)
+    ckpt = load_checkpoint(tmp_path)
+    name = "model.embed_tokens.weight"
+    whole = ckpt[name].clone()
+    n = whole.shape[0]
+    for start, stop in [(0, n), (0, 5), (7, n), (3, 4)]:
+        rows = ckpt.load_rows(name, start, stop)
+        assert torch.equal(rows, whole[start:stop])
+        rows.add_(1.0)
+        assert torch.equal(ckpt.load_rows(name, start, stop), whole[start:stop])
+    assert torch.equal(load_checkpoint(tmp_path)[name], whole)
