@@ -121,7 +121,8 @@ def _chunk_sums(rows: dict[int, torch.Tensor], deltas: torch.Tensor, sources: Se
     source_sq = torch.stack([squares[p.source] for p in plans], dim=1)
     n_parts, n_updates = _count_parts(part_ids), len(plans)
     if n_parts == 1:
-        return source_sq, _stacked_gram(deltas.reshape(n_updates, -1)).unsqueeze(0)
+        flat = deltas.reshape(n_updates, -1)
+        return source_sq, _products(flat, flat).unsqueeze(0)
     gram = torch.zeros(n_parts, n_updates, n_updates, dtype=torch.float64)
     for a in range(n_updates):
         for b in range(a, n_updates):
@@ -137,12 +138,12 @@ def _zero_non_finite(rows: dict[int, torch.Tensor], finite: dict[int, bool]) -> 
             rows[k] = torch.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _stacked_gram(d: torch.Tensor) -> torch.Tensor:
-    """d·dᵀ (N×N float64) for d (N×K): BLAS products over ≤ 2²⁰ columns at a time, added in float64."""
-    gram = torch.zeros(d.shape[0], d.shape[0], dtype=torch.float64)
-    for piece in d.split(_DOT_PIECE, dim=1):
-        gram += (piece @ piece.mT).to(torch.float64)
-    return gram
+def _products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a·bᵀ (N×M float64) for a (N×K), b (M×K): BLAS products over ≤ 2²⁰ columns at a time, added in float64."""
+    total = torch.zeros(a.shape[0], b.shape[0], dtype=torch.float64)
+    for a_piece, b_piece in zip(a.split(_DOT_PIECE, dim=1), b.split(_DOT_PIECE, dim=1)):
+        total += (a_piece @ b_piece.mT).to(torch.float64)
+    return total
 
 
 def _part_inner(x: torch.Tensor, y: torch.Tensor, part_ids: torch.Tensor, out_axis: int, start: int,
@@ -150,7 +151,7 @@ def _part_inner(x: torch.Tensor, y: torch.Tensor, part_ids: torch.Tensor, out_ax
     """Σ x·y over the elements of each part (x, y: rows start:stop of the stored tensor); P float64."""
     n_parts = _count_parts(part_ids)
     if n_parts == 1:
-        return torch.tensor([_dot(x, y)], dtype=torch.float64)
+        return _products(x.reshape(1, -1), y.reshape(1, -1)).reshape(1)
     if x.dim() <= 1:
         per_out = (x * y).to(torch.float64).reshape(-1)
         ids = part_ids[start:stop] if out_axis == 0 else part_ids
@@ -166,9 +167,3 @@ def _part_inner(x: torch.Tensor, y: torch.Tensor, part_ids: torch.Tensor, out_ax
 
 def _count_parts(part_ids: torch.Tensor) -> int:
     return int(part_ids.max()) + 1 if part_ids.numel() else 1
-
-
-def _dot(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Σ x·y over all elements: BLAS dots of ≤ 2²⁰ elements, added in float64."""
-    a, b = x.reshape(-1), y.reshape(-1)
-    return math.fsum(float(torch.dot(p, q)) for p, q in zip(a.split(_DOT_PIECE), b.split(_DOT_PIECE)))
