@@ -149,6 +149,14 @@ class _ExtraLossTrainer(Trainer):
         return result + self._extra_loss(model)
 
 
+class _QuietProgressCallback(ProgressCallback):
+    """Trainer's ``tqdm`` bar without the log dicts it would print under it (they go to logging)."""
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: Optional[Mapping[str, Any]] = None, **kwargs: Any) -> None:
+        return None
+
+
 class _LossLogCallback(TrainerCallback):
     """Sends Trainer's log dicts to :mod:`logging` instead of stdout."""
 
@@ -334,8 +342,9 @@ def train_model(
             **trainer_kwargs,
         )
         trainer.remove_callback(PrinterCallback)
-        if not progress:
-            trainer.remove_callback(ProgressCallback)
+        trainer.remove_callback(ProgressCallback)
+        if progress:
+            trainer.add_callback(_QuietProgressCallback)
         start = time.perf_counter()
         trainer.train(resume_from_checkpoint=os.fspath(resume_from) if resume_from is not None else None)
         runtime = time.perf_counter() - start

@@ -53,3 +53,15 @@ def test_same_seed_same_weights_and_frozen_tensors_do_not_move(scenario, tokeniz
     for a, b in zip(models[0].parameters(), models[1].parameters()):
         assert torch.equal(a, b)
     assert not torch.equal(models[0].lm_head.weight, make_tiny_llama().lm_head.weight)
+
+
+def test_progress_bar_prints_no_log_dicts(scenario, tokenizer, make_tiny_llama, capsys, caplog):
+    """With progress on, the bar shows; the losses go to logging, not to stdout as dicts."""
+    caplog.set_level("INFO", logger="spurious_diag.training.trainer")
+    train_model(make_tiny_llama(), tokenizer, scenario.qa("task0_train")[:8], steps=4, lr=1e-3, batch_size=4,
+                seed=0, logging_steps=2, progress=True)
+    printed = capsys.readouterr()
+    assert "'loss'" not in printed.out + printed.err
+    assert "4/4" in printed.err  # the tqdm bar reached the last step
+    assert any("loss" in r.getMessage() for r in caplog.records)
+
