@@ -157,9 +157,8 @@ class SafetensorsFile:
         # would show up in the next read of that name. Opening costs ~60 µs.
         try:
             with safe_open(self.path, framework="pt", device="cpu") as handle:
-                shape = self._infos[name].shape
-                if rows is None or (rows[0] == 0 and shape and rows[1] >= shape[0]):
-                    return handle.get_tensor(name)  # a slice of every row would be a copy
+                if rows is None:
+                    return handle.get_tensor(name)
                 return handle.get_slice(name)[rows[0] : rows[1]]
         except FileNotFoundError:
             raise CheckpointNotFoundError("file disappeared while reading", self.path, name) from None
