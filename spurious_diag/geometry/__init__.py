@@ -3,7 +3,8 @@
 Every function takes torch tensors (any float dtype, any device; half
 precision is upcast to float32 per tensor) and returns Python floats or
 tensors on the input's device. Nothing here imports the rest of the package,
-holds global state, or draws unseeded random numbers. Angles are in radians.
+holds global state (beyond a memo of seeded random test matrices), or draws
+unseeded random numbers. Angles are in radians.
 """
 
 from .angles import (

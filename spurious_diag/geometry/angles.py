@@ -119,11 +119,15 @@ def subspace_overlap(U1: torch.Tensor, U2: torch.Tensor) -> float:
     require_matrix("U1", U1)
     require_matrix("U2", U2)
     _check_same_rows(U1, U2, "U1 and U2")
-    r = min(U1.shape[1], U2.shape[1])
-    if r == 0:
+    if min(U1.shape[1], U2.shape[1]) == 0:
         return math.nan
     u1, u2 = to_working(U1, U2)
-    return min(float(torch.linalg.matrix_norm(u1.mT @ u2)) ** 2 / r, 1.0)
+    return _overlap_from(u1.mT @ u2)
+
+
+def _overlap_from(cross: torch.Tensor) -> float:
+    """‖cross‖²_F / min(r₁, r₂) for cross = U₁ᵀU₂ (r₁×r₂, both ≥ 1), capped at 1."""
+    return min(float(torch.linalg.matrix_norm(cross)) ** 2 / min(cross.shape), 1.0)
 
 
 def random_overlap(m: int, r1: int, r2: int) -> float:
@@ -160,9 +164,12 @@ def one_sided_angles(U1: torch.Tensor, U2: torch.Tensor) -> torch.Tensor:
     _check_same_rows(U1, U2, "U1 and U2")
     u1, u2 = to_working(U1, U2)
     projection = u1.mT @ u2
-    cosines = torch.linalg.vector_norm(projection, dim=0)
-    sines = torch.linalg.vector_norm(u2 - u1 @ projection, dim=0)
-    theta = torch.atan2(sines, cosines)
+    return _one_sided_from(u2, projection, u2 - u1 @ projection)
+
+
+def _one_sided_from(u2: torch.Tensor, cross: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """One-sided angles from cross = U₁ᵀU₂ (r₁×r₂) and residual = U₂ − U₁·cross (m×r₂); NaN for zero columns."""
+    theta = torch.atan2(torch.linalg.vector_norm(residual, dim=0), torch.linalg.vector_norm(cross, dim=0))
     return torch.where(torch.linalg.vector_norm(u2, dim=0) > 0, theta, torch.nan)
 
 
@@ -193,9 +200,9 @@ def compare_bases(b1: SingularBasis, b2: SingularBasis, side: str = "left") -> B
     r1, r2 = u1.shape[1], u2.shape[1]
     cross = u1.mT @ u2  # r₁×r₂
     residual = u2 - u1 @ cross  # m×r₂: each vector of basis 2 outside span(basis 1)
-    one_sided = torch.atan2(torch.linalg.vector_norm(residual, dim=0), torch.linalg.vector_norm(cross, dim=0))
+    one_sided = _one_sided_from(u2, cross, residual)
     if min(r1, r2) == 0:
         return BasisComparison(u2.new_zeros(0), math.nan, one_sided)
-    overlap = min(float(torch.linalg.matrix_norm(cross)) ** 2 / min(r1, r2), 1.0)
+    overlap = _overlap_from(cross)
     angles = _angles_from(cross, residual) if r1 >= r2 else _angles_from(cross.mT, u1 - u2 @ cross.mT)
     return BasisComparison(angles, overlap, one_sided)
