@@ -76,7 +76,7 @@ paths = {paths!r}
 mode = {mode!r}
 result = {{}}
 if mode in ("audit", "audit-norms"):
-    from spurious_diag.audit import AuditOptions, audit
+    from spurious_diag import AuditOptions, audit
     with measure() as m:
         res = audit(paths, AuditOptions(rank={rank}, angles=mode == "audit"), progress=False)
     p = res.pairs

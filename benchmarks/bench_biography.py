@@ -86,7 +86,7 @@ def _load(task0_dir: str):
     from transformers import LlamaForCausalLM
 
     from spurious_diag.biography.pretrain import load_base_model
-    from spurious_diag.sequential import biography_tasks
+    from spurious_diag.biography.tasks import biography_tasks
 
     base = load_base_model()
     model = LlamaForCausalLM.from_pretrained(task0_dir, local_files_only=True).eval()
@@ -98,7 +98,7 @@ def fisher_job(task0_dir: str, fisher_path: str) -> dict[str, Any]:
     _setup_worker()
     from safetensors.torch import save_file
 
-    from spurious_diag.sequential import diagonal_fisher
+    from spurious_diag.continual.ewc import diagonal_fisher
 
     started = time.perf_counter()
     model, tokenizer, tasks = _load(task0_dir)
@@ -111,7 +111,7 @@ def fisher_job(task0_dir: str, fisher_path: str) -> dict[str, Any]:
 def _read_fisher(path: str, n_examples: int):
     from safetensors.torch import load_file
 
-    from spurious_diag.sequential import FisherDiagonal
+    from spurious_diag.continual.ewc import FisherDiagonal
 
     tensors = load_file(path)
     fisher = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("fisher/")}
@@ -123,8 +123,9 @@ def run_job(task0_dir: str, method_label: str, seed: int, config: BenchConfig,
             fisher: Optional[tuple[str, int]] = None) -> dict[str, Any]:
     """Worker: Task 1 from the Task 0 model with one method and seed; returns its tables."""
     _setup_worker()
-    from spurious_diag.biography.recipe import train_task1
-    from spurious_diag.sequential import accuracy_matrix, attribute_table, backward_transfer, parse_method, run_summary
+    from spurious_diag.biography.tasks import train_task1
+    from spurious_diag.continual.methods import parse_method
+    from spurious_diag.continual.tables import accuracy_matrix, attribute_table, backward_transfer, run_summary
 
     started = time.perf_counter()
     model, tokenizer, tasks = _load(task0_dir)
@@ -181,7 +182,7 @@ def _method_table(means, labels: list[str], first: str) -> str:
 def choose_k(means, ks: tuple[int, ...]) -> tuple[Optional[int], str]:
     """k with the best mean Task 0 *validation* exact match at the early-stop point, among the k
     whose Task 1 reached the target in every seed (if none did: among all k)."""
-    from spurious_diag.sequential import Method
+    from spurious_diag.continual.methods import Method
 
     rows = means[means["method"].isin([Method.freeze(k).label for k in ks])]
     if rows.empty:
@@ -216,8 +217,7 @@ def _train_task0(config: BenchConfig, task0_dir: str):
     import torch
 
     from spurious_diag.biography.pretrain import load_base_model
-    from spurious_diag.biography.recipe import train_task0
-    from spurious_diag.sequential import biography_tasks
+    from spurious_diag.biography.tasks import biography_tasks, train_task0
 
     torch.set_num_threads(1)
     base = load_base_model()
@@ -245,7 +245,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     logger.setLevel(logging.INFO)
     import pandas as pd
 
-    from spurious_diag.sequential import Method, accuracy_matrix, mean_over_seeds, write_tables
+    from spurious_diag.continual.methods import Method
+    from spurious_diag.continual.tables import accuracy_matrix, mean_over_seeds
+    from spurious_diag.report.common import write_tables
 
     config = BenchConfig(seeds=tuple(args.seeds), task1_steps=args.task1_steps, task1_lr=args.task1_lr,
                          freeze_ks=tuple(args.freeze), replay_fraction=args.replay, ewc_lambdas=tuple(args.ewc))

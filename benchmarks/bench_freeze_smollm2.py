@@ -38,8 +38,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from spurious_diag.freeze import verify_frozen
-    from spurious_diag.freeze.finetune import FinetuneConfig, finetune
+    from spurious_diag.freeze.verify import verify_frozen
+    from spurious_diag.training.finetune import finetune
+    from spurious_diag.training.settings import FinetuneOptions, TrainSettings
 
     model_dir = str(smollm2_hf_dir())
     with tempfile.TemporaryDirectory() as work:
@@ -49,7 +50,8 @@ def main() -> None:
         for label, freeze in (("full fine-tuning (SEQ)", None), ("Freeze(6): embeddings + blocks 0-5", 6)):
             out = os.path.join(work, f"out-{freeze}")
             os.makedirs(out)
-            cfg = FinetuneConfig(freeze_layers=freeze, steps=args.steps, lr=1e-5, batch_size=8, weight_decay=0.1, seed=0)
+            cfg = FinetuneOptions(settings=TrainSettings(steps=args.steps, lr=1e-5, batch_size=8, weight_decay=0.1),
+                                  freeze_layers=freeze, seed=0)
             runs[label] = (finetune(model_dir, data, out, cfg), out)
         print(f"{'run':<38}{'trainable':>12}{'s/step':>9}{'final loss':>12}")
         for label, (res, _) in runs.items():

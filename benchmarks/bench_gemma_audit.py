@@ -46,11 +46,12 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
-    from spurious_diag import load_checkpoint
-    from spurious_diag.audit import AuditOptions, audit
-    from spurious_diag.freeze.finetune import FinetuneConfig, finetune
+    from spurious_diag import AuditOptions, audit, load_checkpoint
     from spurious_diag.io.convert import convert_checkpoint
     from spurious_diag.io.shipped_models import gemma3_gguf_path
+    from spurious_diag.report.train import write_train_report
+    from spurious_diag.training.finetune import finetune
+    from spurious_diag.training.settings import FinetuneOptions, TrainSettings
 
     gguf = gemma3_gguf_path()
     work = CACHE / "gemma3"
@@ -74,8 +75,9 @@ def main() -> None:
         if not (out / "model.safetensors").is_file():
             out.mkdir(parents=True, exist_ok=True)
             t = time.perf_counter()
-            res = finetune(chain[-1], data, str(out), FinetuneConfig(steps=args.steps, lr=2e-5, batch_size=8),
-                           overwrite=True)
+            res = finetune(chain[-1], data, str(out),
+                           FinetuneOptions(settings=TrainSettings(steps=args.steps, lr=2e-5, batch_size=8)))
+            write_train_report(res)
             print(f"fine-tuned {label}: {res.steps} steps, {res.seconds_per_step:.1f} s/step, loss {res.final_loss:.3f} "
                   f"({time.perf_counter() - t:.0f}s)")
         chain.append(str(out))

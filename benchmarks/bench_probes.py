@@ -84,11 +84,14 @@ def seed_job(task0_dir: str, seed: int, work: str) -> dict[str, Any]:
     from transformers import LlamaForCausalLM
 
     from spurious_diag.biography.pretrain import load_base_model
-    from spurious_diag.biography.recipe import BiographyRecipe, probe_inputs, train_task1
-    from spurious_diag.probes import diagnose
+    from spurious_diag.biography.demo_config import DEFAULT_RECOVERY_CANDIDATES
+    from spurious_diag.biography.recipe import BiographyRecipe, probe_inputs
+    from spurious_diag.biography.tasks import biography_tasks, train_task1
+    from spurious_diag.continual.methods import Method
+    from spurious_diag.continual.tables import run_summary
+    from spurious_diag.probes.diagnose import diagnose
+    from spurious_diag.probes.options import DiagnoseOptions
     from spurious_diag.probes.recovery import select_recovery_settings
-    from spurious_diag.scenarios.biography_demo import DEFAULT_RECOVERY_CANDIDATES
-    from spurious_diag.sequential import Method, biography_tasks, run_summary
 
     started = time.perf_counter()
     recipe = BiographyRecipe()
@@ -113,7 +116,8 @@ def seed_job(task0_dir: str, seed: int, work: str) -> dict[str, Any]:
     for point, step in (("dip", dip_step), ("end", end_step)):
         diagnosis = diagnose(before, models[point], inputs.held_out, base=control, tokenizer=base.tokenizer,
                              new_task_records=inputs.new_task, pretraining_records=inputs.pretraining,
-                             recovery_records=inputs.recovery_pool, probes=PROBES, recovery=recovery, seed=seed)
+                             recovery_records=inputs.recovery_pool,
+                             options=DiagnoseOptions(probes=PROBES, recovery=recovery, seed=seed))
         rows.append(_point_row(diagnosis, seed, point, step))
     return {"rows": rows, "choice": choice.assign(seed=seed), "seconds": time.perf_counter() - started}
 
@@ -122,8 +126,7 @@ def _train_task0(path: str) -> float:
     import torch
 
     from spurious_diag.biography.pretrain import load_base_model
-    from spurious_diag.biography.recipe import train_task0
-    from spurious_diag.sequential import biography_tasks
+    from spurious_diag.biography.tasks import biography_tasks, train_task0
 
     torch.set_num_threads(1)
     base = load_base_model()
@@ -167,7 +170,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     logger.setLevel(logging.INFO)
     import pandas as pd
 
-    from spurious_diag.sequential import write_tables
+    from spurious_diag.report.common import write_tables
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-probes-") as work:

@@ -94,7 +94,7 @@ import json, sys, torch
 sys.path.insert(0, {bench_dir!r})
 torch.set_num_threads({threads})
 from _measure import measure
-from spurious_diag.audit import AuditOptions, audit
+from spurious_diag import AuditOptions, audit
 with measure() as m:
     res = audit({paths!r}, AuditOptions(rank=16), progress=False)
 print(json.dumps({{"seconds": m.seconds, "growth": m.growth_bytes, "rows": len(res.updates), "pairs": len(res.pairs),

@@ -325,8 +325,8 @@ class Sets:
 
 
 def build_sets(base: Any, tokenizer: Any, config: BenchConfig) -> Sets:
-    from spurious_diag.probes import ChatQuestion, chat_alignment, chat_prompt
-    from spurious_diag.training import score_records
+    from spurious_diag.probes.chat_alignment import ChatQuestion, chat_alignment, chat_prompt
+    from spurious_diag.training.evaluate import score_records
 
     def chat(question: str) -> str:
         return chat_prompt(tokenizer, question)
@@ -373,8 +373,8 @@ COLUMNS = ["task_a", "task_a_any", "task_b", "task_p", "ppl", "facts", "chat_im_
 
 def evaluate(model: Any, tokenizer: Any, sets: Sets, config: BenchConfig, tasks: Sequence[str]) -> dict[str, Any]:
     """One row of the results table (the task columns not in ``tasks`` are NaN)."""
-    from spurious_diag.probes import chat_alignment
-    from spurious_diag.training import evaluate_records
+    from spurious_diag.probes.chat_alignment import chat_alignment
+    from spurious_diag.training.evaluate import evaluate_records
 
     records = {"task_a": sets.a_held, "task_b": sets.b, "task_p": sets.p}
     row: dict[str, Any] = {name: (evaluate_records(model, tokenizer, recs).exact_match if name in tasks else math.nan)
@@ -401,12 +401,15 @@ def config_hash(*parts: Any) -> str:
 def train(model_dir: Path, data: Path, out: Path, *, steps: int, lr: float, batch_size: int, seed: int,
           freeze: Optional[int], eval_path: Optional[Path] = None, eval_every: int = 0) -> Any:
     """``spurious-diag train``'s engine; weights only (no full-state checkpoints)."""
-    from spurious_diag.freeze.finetune import FinetuneConfig, finetune
+    from spurious_diag.report.train import write_train_report
+    from spurious_diag.training.finetune import finetune
+    from spurious_diag.training.settings import FinetuneOptions, TrainSettings
 
-    cfg = FinetuneConfig(freeze_layers=freeze, steps=steps, lr=lr, batch_size=batch_size, seed=seed,
-                         eval_every=eval_every)
-    return finetune(str(model_dir), str(data), str(out), cfg, eval_path=str(eval_path) if eval_path else None,
-                    overwrite=True)
+    cfg = FinetuneOptions(settings=TrainSettings(steps=steps, lr=lr, batch_size=batch_size), freeze_layers=freeze,
+                          seed=seed, eval_every=eval_every)
+    result = finetune(str(model_dir), str(data), str(out), cfg, eval_path=str(eval_path) if eval_path else None)
+    write_train_report(result)
+    return result
 
 
 def print_table(title: str, frame: Any, floatfmt: str = "{:.3f}") -> None:
@@ -465,8 +468,9 @@ def chat_recovery(forgot: Any, sets: Sets, tokenizer: Any, config: BenchConfig) 
     same fact as raw text (knowledge present) or not (knowledge absent: recovery must not make them right)."""
     import pandas as pd
 
-    from spurious_diag.probes import chat_alignment, chat_prompt
-    from spurious_diag.training import train_model
+    from spurious_diag.probes.chat_alignment import chat_alignment, chat_prompt
+    from spurious_diag.training.settings import TrainSettings
+    from spurious_diag.training.trainer import train_model
 
     questions = list(sets.chat_held) + list(sets.chat_unknown)
     groups = ["held-out: base right in chat"] * len(sets.chat_held) + list(sets.chat_unknown_groups)
@@ -483,8 +487,9 @@ def chat_recovery(forgot: Any, sets: Sets, tokenizer: Any, config: BenchConfig) 
                for q, answer in zip(sets.chat_pool, sets.chat_pool_answers)]
     for n in config.chat_recovery_ns:
         trained = copy.deepcopy(forgot)
-        train_model(trained, tokenizer, records[:n], steps=config.recovery_steps, lr=config.recovery_lr,
-                    batch_size=min(config.batch_size, n), seed=config.seed)
+        train_model(trained, tokenizer, records[:n], TrainSettings(steps=config.recovery_steps, lr=config.recovery_lr,
+                                                                   batch_size=min(config.batch_size, n)),
+                    seed=config.seed)
         rows += scores(trained, n)
         del trained
         gc.collect()
@@ -496,9 +501,13 @@ def diagnose_seq(base_dir: Path, a_dir: Path, seq_dir: Path, sets: Sets, tokeniz
     """Audit base → after A → after B(SEQ), then ``diagnose`` the SEQ model on Task A."""
     import pandas as pd
 
-    from spurious_diag.audit import AuditOptions, audit
-    from spurious_diag.audit_summary import per_layer_table
-    from spurious_diag.probes import RecoverySettings, diagnose
+    from spurious_diag.probes.diagnose import diagnose
+    from spurious_diag.probes.options import DiagnoseOptions, RecoverySettings
+    from spurious_diag.report.common import summary_header
+    from spurious_diag.report.diagnosis import SCHEMA_VERSION, diagnosis_content
+    from spurious_diag.updates.engine import audit
+    from spurious_diag.updates.options import AuditOptions
+    from spurious_diag.updates.summary import per_layer_table
 
     result = audit([str(base_dir), str(a_dir), str(seq_dir)], AuditOptions(rank=8), progress=False)
     layers = per_layer_table(result.updates, result.pairs)
@@ -515,11 +524,13 @@ def diagnose_seq(base_dir: Path, a_dir: Path, seq_dir: Path, sets: Sets, tokeniz
 
     diagnosis = diagnose(str(a_dir), str(seq_dir), sets.a_held, base=str(base_dir), new_task_records=sets.b[:32],
                          pretraining_records=sets.a_held_raw, audit_result=result, tokenizer=tokenizer,
-                         recovery_records=sets.a_pool, probes=("recovery", "format", "grafting", "shift", "geometry"),
-                         recovery=RecoverySettings(ns=config.recovery_ns, steps=config.recovery_steps,
-                                                   lr=config.recovery_lr, batch_size=config.batch_size,
-                                                   seed=config.seed),
-                         graft_ks=config.graft_ks, eval_batch_size=64, seed=config.seed, max_candidates=5)
+                         recovery_records=sets.a_pool,
+                         options=DiagnoseOptions(
+                             probes=("recovery", "format", "grafting", "shift", "geometry"),
+                             recovery=RecoverySettings(ns=config.recovery_ns, steps=config.recovery_steps,
+                                                       lr=config.recovery_lr, batch_size=config.batch_size,
+                                                       seed=config.seed),
+                             graft_ks=config.graft_ks, eval_batch_size=64, seed=config.seed, max_candidates=5))
     for name, frame in diagnosis.frames.items():
         frame.to_csv(out / f"diagnose_{name}.csv", index=False)
     print(f"\n== diagnose(before=after A, after=after B SEQ) on Task A: verdict {diagnosis.verdict.upper()}: "
@@ -538,7 +549,8 @@ def diagnose_seq(base_dir: Path, a_dir: Path, seq_dir: Path, sets: Sets, tokeniz
     if shift is not None:
         print_table("diagnose: residual shift before -> after (every 5th layer)", shift[shift["layer"] % 5 == 0])
     stamp("diagnose done")
-    return {"diagnosis": diagnosis.to_dict()}
+    # summary.json keeps the diagnosis with its header, as Diagnosis.to_dict() gave it.
+    return {"diagnosis": {**summary_header("diagnosis", SCHEMA_VERSION), **diagnosis_content(diagnosis)}}
 
 
 def main() -> None:

@@ -60,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-steps", type=int, default=3)
     args = parser.parse_args()
-    from spurious_diag.audit import AuditOptions, audit
+    from spurious_diag import AuditOptions, audit
 
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device here: this check needs a GPU machine")
@@ -85,7 +85,8 @@ def main() -> None:
 
         from transformers import AutoModelForCausalLM
 
-        from spurious_diag.freeze import freeze_bottom_layers, verify_frozen
+        from spurious_diag.freeze.freezing import freeze_bottom_layers
+        from spurious_diag.freeze.verify import verify_frozen
 
         batch = torch.randint(0, 49152, (8, 128), generator=torch.Generator().manual_seed(1))
         for device in ("cpu", "cuda"):

@@ -1,43 +1,49 @@
 """spurious_diag: tell whether a fine-tuned LLM forgot a task, or only its alignment.
 
-The pipeline, one sub-package each: load (``io``) → extract and measure
-(``geometry``, ``audit``) → probe → plot → report.
+The pipeline, one sub-package each, data flowing down the list:
+
+- ``io``: load checkpoints lazily, one tensor at a time (HF dirs, safetensors, ``.bin``, GGUF,
+  LoRA adapters, in-memory models), chains of them, and the exact layer map;
+- ``geometry``: pure math on tensors (update sizes, singular bases, principal angles, overlap);
+- ``updates``: the audit engine (plan the updates and pairs, Gram pass, bases, rows, summary);
+- ``training`` and ``freeze``: one training engine (freeze, snapshot, train, verify) for any HF
+  causal LM, ``freeze_bottom_layers`` and the bit-identity proof;
+- ``continual``: the continual-learning methods and the runner that trains task after task;
+- ``probes``: recovery, format probe, linear probes, grafting, residual shift, and ``diagnose``;
+- ``biography``: the paper's controlled experiment at CPU scale, and the demo;
+- ``plots``: one function per figure, DataFrames in, Figure out;
+- ``report``: every ``report.md`` / ``summary.json`` / CSV writer;
+- ``cli``: the ``spurious-diag`` command, a thin shell over the library.
+
+The names below are what scripts use; everything else stays importable from its module. They
+load on first use, so ``import spurious_diag`` is quick.
 """
 
-from .errors import SpuriousDiagError
-from .io import Checkpoint, ParamInfo, load_chain, load_checkpoint, parse_param_name
-from .audit import audit  # noqa: E402  (the function shadows the submodule's name on purpose: DESIGN §1)
+import lazy_loader as lazy
 
+from ._version import __version__
 
-def __getattr__(name: str):  # heavy parts load on first use, so `import spurious_diag` stays light
-    if name in ("freeze_bottom_layers", "verify_frozen"):
-        from . import freeze
+__getattr__, __dir__, _lazy_all = lazy.attach(__name__, submod_attrs={
+    "errors": ["SpuriousDiagError"],
+    "io.checkpoint": ["Checkpoint"],
+    "io.layer_map": ["ParamInfo", "parse_param_name"],
+    "io.loader": ["load_checkpoint"],
+    "io.chain": ["load_chain"],
+    "geometry.angles": ["principal_angles"],
+    "geometry.sizes": ["update_sizes"],
+    "updates.engine": ["AuditResult", "audit"],
+    "updates.options": ["AuditOptions"],
+    "freeze.freezing": ["freeze_bottom_layers"],
+    "freeze.verify": ["verify_frozen"],
+    "training.engine": ["train_task"],
+    "training.finetune": ["finetune"],
+    "training.settings": ["FinetuneOptions", "TrainSettings"],
+    "continual.methods": ["Method"],
+    "continual.runner": ["run_sequence"],
+    "probes.diagnose": ["diagnose"],
+    "probes.diagnosis": ["Diagnosis"],
+    "probes.options": ["DiagnoseOptions", "RecoverySettings"],
+    "biography.pretrain": ["load_base_model"],
+})
 
-        return getattr(freeze, name)
-    if name == "diagnose":
-        from .probes import diagnose
-
-        return diagnose
-    if name == "principal_angles":
-        from .geometry import principal_angles
-
-        return principal_angles
-    raise AttributeError(f"module 'spurious_diag' has no attribute {name!r}")
-
-
-__version__ = "0.1.0"
-
-__all__ = [
-    "__version__",
-    "SpuriousDiagError",
-    "Checkpoint",
-    "ParamInfo",
-    "load_checkpoint",
-    "load_chain",
-    "parse_param_name",
-    "principal_angles",
-    "audit",
-    "freeze_bottom_layers",
-    "verify_frozen",
-    "diagnose",
-]
+__all__ = ["__version__", *_lazy_all]

@@ -32,6 +32,7 @@ __all__ = [
     "MissingShardError",
     "UnsupportedFormatError",
     "MismatchError",
+    "FrozenWeightsChangedError",
     "NonFiniteWeightError",
     "InvalidDataError",
     "OutputDirError",
@@ -95,13 +96,17 @@ class MismatchError(SpuriousDiagError):
     exit_code = 5
 
 
+class FrozenWeightsChangedError(MismatchError):
+    """A tensor that was frozen differs after training (its bytes before and after must match)."""
+
+
 class NonFiniteWeightError(SpuriousDiagError):
     """A weight tensor holds NaN or Inf values."""
 
     exit_code = 6
 
 
-class InvalidDataError(SpuriousDiagError):
+class InvalidDataError(SpuriousDiagError, ValueError):
     """A data file (JSONL records, a config) has missing fields or bad values."""
 
     exit_code = 6
@@ -113,7 +118,7 @@ class OutputDirError(SpuriousDiagError):
     exit_code = 7
 
 
-class UsageError(SpuriousDiagError):
+class UsageError(SpuriousDiagError, ValueError):
     """An option that cannot be honoured here (e.g. ``--device cuda`` without a GPU, a bad regex)."""
 
     exit_code = 2

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from .errors import OutputDirError
 
-__all__ = ["check_out_not_input", "prepare_out_dir", "atomic_write_text", "atomic_write_json", "atomic_path", "staged_dir"]
+__all__ = ["check_out_not_input", "prepare_out_dir", "output_dir", "atomic_write_text", "atomic_write_json", "atomic_path", "staged_dir"]
 
 
 def _umask() -> int:
@@ -78,6 +78,21 @@ def prepare_out_dir(path: str, overwrite: bool = False) -> str:
     except OSError as exc:
         raise OutputDirError(f"cannot create output directory ({exc.strerror})", path) from None
     return path
+
+
+@contextmanager
+def output_dir(path: str, overwrite: bool = False) -> Iterator[str]:
+    """:func:`prepare_out_dir` for the span of a command: if the command fails and the directory
+    was created here and is still empty, it is removed again (no empty ``--out`` left behind).
+    Anything written into it is kept."""
+    created = not os.path.exists(path)
+    prepared = prepare_out_dir(path, overwrite=overwrite)
+    try:
+        yield prepared
+    except BaseException:
+        if created and os.path.isdir(prepared) and not os.listdir(prepared):
+            os.rmdir(prepared)
+        raise
 
 
 @contextmanager

@@ -126,3 +126,39 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# The Biography scenario and tiny Biography Llamas: the training, probe and Biography tests use them.
+
+@pytest.fixture(scope="session")
+def scenario():
+    """The default scenario (seed 0, 200/40/160/200 people): the shipped base model's data."""
+    from spurious_diag.biography import build_scenario
+
+    return build_scenario(seed=0)
+
+
+@pytest.fixture(scope="session")
+def small_scenario():
+    from spurious_diag.biography import ScenarioSizes, build_scenario
+
+    return build_scenario(seed=3, sizes=ScenarioSizes(6, 2, 4, 4), bios_per_person=3)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(scenario):
+    from spurious_diag.biography.tokenizer import build_tokenizer
+
+    return build_tokenizer(scenario.corpus_texts())
+
+
+@pytest.fixture
+def make_tiny_llama(tokenizer):
+    """``make(seed=0, num_layers=2, hidden_size=32)``: a tiny random Biography Llama."""
+    from spurious_diag.biography.model import biography_config, build_model
+
+    def make(seed: int = 0, num_layers: int = 2, hidden_size: int = 32):
+        return build_model(biography_config(tokenizer, num_layers=num_layers, hidden_size=hidden_size, num_heads=4),
+                           seed=seed)
+
+    return make

@@ -12,6 +12,8 @@ from typing import Optional
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
+from ..errors import UsageError
+
 __all__ = ["biography_config", "build_model", "count_parameters"]
 
 
@@ -35,7 +37,7 @@ def biography_config(
         max_position_embeddings: longest sequence (biographies are ~65 tokens).
     """
     if hidden_size % num_heads:
-        raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}")
+        raise UsageError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}")
     return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,

@@ -16,6 +16,7 @@ import hashlib
 import random
 from dataclasses import asdict, dataclass
 
+from ..errors import UsageError
 from . import pools
 
 __all__ = ["ATTRIBUTES", "Person", "generate_people", "derived_rng", "max_people"]
@@ -68,7 +69,7 @@ def derived_rng(seed: int, stream: str) -> random.Random:
     False
     """
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        raise UsageError(f"seed must be a non-negative int, got {seed!r}")
     digest = hashlib.sha256(f"{stream}:{seed}".encode("utf-8")).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
 
@@ -92,7 +93,7 @@ def generate_people(n: int, seed: int) -> list[Person]:
     True
     """
     if n < 0 or n > max_people():
-        raise ValueError(f"n must be in [0, {max_people()}], got {n}")
+        raise UsageError(f"n must be in [0, {max_people()}], got {n}")
     rng = derived_rng(seed, "people")
     n_last = len(pools.LAST_NAMES)
     name_codes = rng.sample(range(max_people()), n)

@@ -24,12 +24,14 @@ from transformers import LlamaForCausalLM, PreTrainedTokenizerFast, TrainerCallb
 
 from ..errors import CheckpointNotFoundError, InvalidDataError
 from ..outputs import staged_dir
+from ..training.settings import TrainSettings
+from ..training.trainer import train_model
+from .defaults import PRETRAINING, ModelShape
 from .model import biography_config, build_model, count_parameters
 from .scenario import BiographyData, scenario_from_manifest
 from .tokenizer import build_tokenizer, load_tokenizer
-from ..training.trainer import train_model
 
-__all__ = ["MANIFEST_NAME", "BaseModel", "pretrain_base_model", "save_base_model", "load_base_model",
+__all__ = ["MANIFEST_NAME", "PRETRAINING", "BaseModel", "pretrain_base_model", "save_base_model", "load_base_model",
            "shipped_base_dir"]
 
 logger = logging.getLogger(__name__)
@@ -60,18 +62,10 @@ def shipped_base_dir() -> Path:
 
 def pretrain_base_model(
     scenario: BiographyData,
+    settings: TrainSettings = PRETRAINING,
     *,
-    steps: int = 1800,
     seed: int = 0,
-    lr: float = 2e-3,
-    batch_size: int = 32,
-    schedule: str = "constant",
-    warmup_steps: int = 100,
-    min_lr_ratio: float = 0.0,
-    weight_decay: float = 0.0,
-    num_layers: int = 4,
-    hidden_size: int = 128,
-    num_heads: int = 4,
+    shape: ModelShape = ModelShape(),
     callbacks: Sequence[TrainerCallback] = (),
     progress: bool = False,
 ) -> BaseModel:
@@ -82,20 +76,9 @@ def pretrain_base_model(
 
     Args:
         scenario: the generated data; only its pretraining biographies are trained on.
-        steps: optimizer steps. The default (1800 at batch 32, ~29 epochs of the 2000
-            biographies) is DESIGN.md's pilot.
+        settings: the training (default :data:`PRETRAINING`, the shipped base model's).
         seed: model initialization and batch order.
-        lr: peak learning rate.
-        batch_size: biographies per step.
-        schedule: ``"constant"`` (after ``warmup_steps`` of linear warmup) by default.
-            Measured on seed 0, Task 0 held-out exact match after 300 QA steps at lr 3e-4 from
-            bases pretrained 1800 steps: lr 1e-3 cosine to 1e-4 gave 0.64, lr 1e-3 constant
-            0.80, the same with weight decay 0.1 0.73, lr 2e-3 constant (the default) 0.87. A
-            base that ends at a low learning rate is damaged more by QA fine-tuning at 3e-4
-            (its biography-format recall fell 0.98 → 0.75 against 0.98 → 0.96 at 2e-3).
-        warmup_steps, min_lr_ratio, weight_decay: see
-            :func:`~spurious_diag.training.trainer.train_model`.
-        num_layers, hidden_size, num_heads: model shape (:func:`.model.biography_config`).
+        shape: the model's depth, width and heads (:class:`~.defaults.ModelShape`).
         callbacks: extra Trainer callbacks (e.g. periodic probes).
         progress: show a progress bar.
 
@@ -103,15 +86,14 @@ def pretrain_base_model(
         :class:`BaseModel` in eval mode; save it with :func:`save_base_model`.
     """
     tokenizer = build_tokenizer(scenario.corpus_texts())
+    num_layers, hidden_size, num_heads = shape.num_layers, shape.hidden_size, shape.num_heads
     config = biography_config(tokenizer, num_layers=num_layers, hidden_size=hidden_size, num_heads=num_heads)
     model = build_model(config, seed=seed)
     n_params = count_parameters(model)
     logger.info("pretraining %d-block hidden-%d Llama (%d parameters) on %d biographies, %d steps",
-                num_layers, hidden_size, n_params, len(scenario.biographies), steps)
+                num_layers, hidden_size, n_params, len(scenario.biographies), settings.steps)
     records = [{"text": text} for text in scenario.pretraining_texts()]
-    result = train_model(model, tokenizer, records, steps=steps, lr=lr, batch_size=batch_size, seed=seed,
-                         schedule=schedule, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio,
-                         weight_decay=weight_decay, callbacks=callbacks, logging_steps=50, progress=progress)
+    result = train_model(model, tokenizer, records, settings, seed=seed, callbacks=callbacks, progress=progress)
     manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "kind": "biography_base_model",
@@ -119,14 +101,14 @@ def pretrain_base_model(
         "pretraining": {
             "steps": result.steps,
             "seed": seed,
-            "lr": lr,
-            "batch_size": batch_size,
-            "schedule": schedule,
-            "warmup_steps": warmup_steps,
-            "min_lr_ratio": min_lr_ratio,
-            "weight_decay": weight_decay,
+            "lr": settings.lr,
+            "batch_size": settings.batch_size,
+            "schedule": settings.schedule,
+            "warmup_steps": settings.warmup_steps,
+            "min_lr_ratio": settings.min_lr_ratio,
+            "weight_decay": settings.weight_decay,
             "optimizer": "adamw_torch",
-            "epochs": result.steps * batch_size / max(len(scenario.biographies), 1),
+            "epochs": result.steps * settings.batch_size / max(len(scenario.biographies), 1),
             "final_loss": result.final_loss,
             "loss_curve": [[int(s), float(v)] for s, v in zip(result.losses["step"], result.losses["loss"])],
             "runtime_s": result.runtime_s,

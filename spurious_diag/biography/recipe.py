@@ -20,17 +20,16 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from ..continual.tasks import EvalSchedule
+from ..training.settings import TrainSettings
 
-from ..sequential import EvalSchedule, Method, SequenceResult, Task, TrainSettings, run_sequence
-from ..sequential.ewc import FisherDiagonal
-from .scenario import BiographyData
-from .texts import QARecord
+if TYPE_CHECKING:
+    from .scenario import BiographyData
+    from .texts import QARecord
 
-__all__ = ["BiographyRecipe", "ProbeInputs", "probe_inputs", "train_task0", "train_task1", "TARGETS", "check_targets"]
+__all__ = ["BiographyRecipe", "ProbeInputs", "probe_inputs", "TARGETS", "check_targets"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +63,10 @@ class BiographyRecipe:
     checkpoint_every: int = 10
 
     def settings(self) -> list[TrainSettings]:
-        """:class:`TrainSettings` of Task 0 and Task 1 (Task 1 marks its early-stop point)."""
+        """:class:`TrainSettings` of Task 0 and Task 1 (Task 1 marks its early-stop point and trains on)."""
         return [TrainSettings(steps=self.task0_steps, lr=self.task0_lr, batch_size=self.batch_size),
                 TrainSettings(steps=self.task1_steps, lr=self.task1_lr, batch_size=self.batch_size,
-                              early_stop=self.early_stop)]
+                              early_stop_at=self.early_stop, stop_training=False)]
 
     def schedule(self) -> EvalSchedule:
         """Dense evaluation (and checkpoints) in the dip window, sparse after."""
@@ -77,34 +76,6 @@ class BiographyRecipe:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def train_task0(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: Sequence[Task],
-                recipe: BiographyRecipe = BiographyRecipe()) -> SequenceResult:
-    """Train Task 0 in place on ``model`` (the pretrained base), scored every 100 steps.
-
-    Task 0's data order uses seed 0, so every Task 1 run of every seed starts from the same
-    model (the benchmark varies the Task 1 order).
-    """
-    sparse = EvalSchedule(dense_every=100, dense_until=0, sparse_every=100, stop_check_every=0)
-    return run_sequence(model, tokenizer, tasks, Method.seq(), recipe.settings(), seed=0, schedule=sparse,
-                        last_task=0)
-
-
-def train_task1(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: Sequence[Task],
-                method: Method, *, seed: int, recipe: BiographyRecipe = BiographyRecipe(),
-                checkpoint_dir: Optional[Union[str, Path]] = None,
-                fisher: Sequence[FisherDiagonal] = ()) -> SequenceResult:
-    """Train Task 1 in place on ``model`` (the end of Task 0) with ``method``.
-
-    Args:
-        seed: the Task 1 data order (task i uses ``seed + i``).
-        checkpoint_dir: weight-only ``checkpoint-N`` folders under ``checkpoint_dir/task1``
-            (dense in the dip window, geometric after); None saves nothing.
-        fisher: EWC's Task 0 Fisher term, when computed once for several runs.
-    """
-    return run_sequence(model, tokenizer, tasks, method, recipe.settings(), seed=seed, schedule=recipe.schedule(),
-                        first_task=1, fisher=fisher, checkpoint_dir=checkpoint_dir)
 
 
 @dataclass(frozen=True)
@@ -148,7 +119,7 @@ def probe_inputs(data: BiographyData, *, people: Optional[int] = None) -> ProbeI
 
 
 # The Biography issue's targets: (name, quantity, threshold). Quantities are computed from run
-# summaries (:func:`spurious_diag.sequential.run_summary` columns) of SEQ and of Freeze(k).
+# summaries (:func:`spurious_diag.continual.tables.run_summary` columns) of SEQ and of Freeze(k).
 TARGETS: tuple[tuple[str, str, float], ...] = (
     ("Task 0 held-out exact match after Task 0", "task0_after", 0.70),
     ("SEQ: Task 0 drop within the dip window of Task 1", "seq_drop", 0.30),

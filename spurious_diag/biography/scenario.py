@@ -30,7 +30,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, Union
 
-from ..errors import InvalidDataError
+from ..errors import InvalidDataError, UsageError
 from ..outputs import atomic_path, staged_dir
 from .people import ATTRIBUTES, Person, derived_rng, generate_people, max_people
 from .texts import QARecord, biography, probe_record, qa_record
@@ -70,9 +70,9 @@ class ScenarioSizes:
     def __post_init__(self) -> None:
         for name in SPLITS:
             if getattr(self, name) < 0:
-                raise ValueError(f"split size {name} must be >= 0, got {getattr(self, name)}")
+                raise UsageError(f"split size {name} must be >= 0, got {getattr(self, name)}")
         if self.total > max_people():
-            raise ValueError(f"{self.total} people requested, the name pools allow {max_people()}")
+            raise UsageError(f"{self.total} people requested, the name pools allow {max_people()}")
 
     @property
     def total(self) -> int:
@@ -214,7 +214,7 @@ def build_scenario(
     True
     """
     if bios_per_person < 1:
-        raise ValueError(f"bios_per_person must be >= 1, got {bios_per_person}")
+        raise UsageError(f"bios_per_person must be >= 1, got {bios_per_person}")
     people = tuple(generate_people(sizes.total, seed))
     n_pretraining = sum(getattr(sizes, s) for s in PRETRAINING_SPLITS)
     records = []

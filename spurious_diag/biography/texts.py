@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass
 from typing import Mapping
 
+from ..errors import UsageError
 from .people import ATTRIBUTES, Person
 
 __all__ = [
@@ -126,7 +127,7 @@ def biography(person: Person, rng: random.Random, *, name_repeat_prob: float = 0
     True
     """
     if not 0.0 <= name_repeat_prob <= 1.0:
-        raise ValueError(f"name_repeat_prob must be in [0, 1], got {name_repeat_prob}")
+        raise UsageError(f"name_repeat_prob must be in [0, 1], got {name_repeat_prob}")
     order = list(ATTRIBUTES)
     rng.shuffle(order)
     sentences = []

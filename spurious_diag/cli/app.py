@@ -1,18 +1,33 @@
-"""Entry point: build the parser, dispatch, and turn errors into one line and an exit code."""
+"""Entry point: build the parser, dispatch, and turn errors into one line and an exit code.
+
+Building the parser imports only the command modules and the options dataclasses (standard
+library): a command's heavy imports (torch, transformers) happen when it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
 from typing import Optional, Sequence
 
-from .. import __version__
+from .._version import __version__
 from ..errors import SpuriousDiagError
-from . import audit_cmd, convert_cmd, demo_cmd, diagnose_cmd, figures_cmd, layers_cmd, pretrain_cmd, train_cmd
 
-_COMMANDS = (demo_cmd, figures_cmd, audit_cmd, diagnose_cmd, train_cmd, pretrain_cmd, layers_cmd, convert_cmd)
+# One module per command, in the order ``--help`` lists them.
+COMMANDS = ("demo", "figures", "audit", "diagnose", "train", "pretrain", "layers", "convert")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,13 +38,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    parser.add_argument("--threads", type=int, metavar="N",
+    parser.add_argument("--threads", type=_positive_int, metavar="N",
                         help="torch CPU threads (1 is often fastest for small models on a busy machine)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for command in _COMMANDS:
-        command.add_parser(sub)
+    for name in COMMANDS:
+        importlib.import_module(f"{__package__}.{name}_cmd").add_parser(sub)
     return parser
+
+
+def _quiet_libraries() -> None:
+    """transformers' own progress bars and chatter off, here and (through the environment) in the
+    worker processes a command starts. Ours (tqdm.auto) stay."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "transformers" in sys.modules:  # already imported (the CLI called in-process): tell it directly
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    for noisy in ("transformers", "huggingface_hub", "accelerate", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -40,19 +69,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not args.debug:
-        # transformers' own bars ("Loading weights"): off here, and, through the environment, in the
-        # worker processes a command starts. Ours (tqdm.auto) stay.
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        for noisy in ("transformers", "huggingface_hub", "accelerate", "matplotlib", "PIL"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+        _quiet_libraries()
     try:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         return int(args.run(args) or 0)
     except SpuriousDiagError as exc:
         if args.debug:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ..io.convert import convert_checkpoint
-
 logger = logging.getLogger(__name__)
 
 
@@ -19,6 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..io.convert import convert_checkpoint
+
     out = convert_checkpoint(args.src, args.out_dir, overwrite=args.overwrite)
     logger.info("wrote %s", out)
     return 0

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 
-from ..outputs import prepare_out_dir
+from ..biography.demo_config import DemoConfig
+from .options import add_options, add_out_flags, options_from_args
 
 logger = logging.getLogger(__name__)
 
@@ -19,28 +19,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "demo", help="run the built-in Biography scenario end to end and write its report",
         description="From the shipped base model: Task 0, Task 1 with SEQ and a Freeze(k) sweep, the diagnosis of "
         "SEQ at its dip (probes + audit), Freeze at the recommended depth; writes report.md, figures/, CSVs and "
-        "summary.json. About 10 minutes on 2 CPU cores.")
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT}, replaced if present)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out other than the default")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Task 1 data order and the probes (default 0)")
-    p.add_argument("--jobs", type=int, default=2, help="worker processes for the Task 1 runs (default 2)")
+        "summary.json. 4 to 16 minutes on 2 CPU cores, depending on what else runs there.")
+    add_out_flags(p, default=DEFAULT_OUT, default_note=", replaced if present; any other needs --overwrite")
+    add_options(p, DemoConfig)
     p.add_argument("--quick", action="store_true",
                    help="a one-minute smoke run (short tasks, few people probed): checks the pipeline, not the science")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UsageError
-    from ..scenarios.biography_demo import DemoConfig, run_demo
+    from ..biography.demo import run_demo
+    from ..outputs import output_dir
 
-    if args.jobs < 1:
-        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    config = options_from_args(DemoConfig, args, DemoConfig.quick(jobs=DemoConfig().jobs) if args.quick else DemoConfig())
     # The demo may replace its own default directory; any other needs --overwrite.
     overwrite = args.overwrite or os.path.normpath(args.out) == os.path.normpath(DEFAULT_OUT)
-    out = prepare_out_dir(args.out, overwrite=overwrite)
-    config = DemoConfig.quick(jobs=args.jobs) if args.quick else DemoConfig(jobs=args.jobs)
-    config = dataclasses.replace(config, seed=args.seed)
-    result = run_demo(out, config)
+    with output_dir(args.out, overwrite) as out:
+        result = run_demo(out, config)
     summary = result.summary
     logger.info("wrote %s", os.path.join(out, "report.md"))
     seq, freeze = summary["seq"], summary["freeze"]

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ..errors import UsageError
-from ..freeze.finetune import FinetuneConfig, finetune, load_config_file
-from ..outputs import check_out_not_input, prepare_out_dir
+from ..training.settings import FinetuneOptions
+from .options import add_options, add_out_flags, options_from_args
 
 logger = logging.getLogger(__name__)
 
@@ -21,43 +20,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="HF model directory (with its tokenizer)")
     p.add_argument("--data", required=True, help='training JSONL: one {"prompt": ..., "completion": ...} per line')
     p.add_argument("--eval", help="evaluation JSONL (greedy exact match of the completions)")
-    p.add_argument("--out", required=True, help="output directory (must be empty unless --overwrite)")
-    p.add_argument("--overwrite", action="store_true")
+    add_out_flags(p)
     p.add_argument("--resume", action="store_true",
                    help="continue a killed run in --out from its newest complete checkpoint (weights, optimizer, "
                    "scheduler, RNG, data position); give the same inputs and settings as the first run")
-    p.add_argument("--config", help="JSON file of training settings (keys: see FinetuneConfig); flags override it")
-    p.add_argument("--freeze-layers", type=int, metavar="N", help="freeze the embeddings and blocks 0..N-1 (default: none)")
-    p.add_argument("--no-freeze-embeddings", dest="freeze_embeddings", action="store_false", default=None,
-                   help="with --freeze-layers: leave the embeddings trainable")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--schedule", choices=["constant", "linear", "cosine"])
-    p.add_argument("--warmup-steps", type=int)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--eval-every", type=int)
-    p.add_argument("--early-stop-at", type=float, metavar="EM", help="stop once --eval exact match reaches EM")
-    p.add_argument("--save-every", type=int,
-                   help="write full-state checkpoints/checkpoint-N every N steps (what --resume continues from)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", choices=["cpu", "cuda"], help="where to train (default cpu)")
+    p.add_argument("--config", help="JSON file of training settings (the flags' names with _ for -); flags override it")
+    add_options(p, FinetuneOptions)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = FinetuneConfig(**(load_config_file(args.config) if args.config else {}))
-    config = config.replace(freeze_layers=args.freeze_layers, freeze_embeddings=args.freeze_embeddings,
-                            steps=args.steps, lr=args.lr, batch_size=args.batch_size, schedule=args.schedule,
-                            warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
-                            eval_every=args.eval_every, early_stop_at=args.early_stop_at,
-                            save_every=args.save_every, seed=args.seed, device=args.device)
+    import contextlib
+
+    from ..errors import UsageError
+    from ..outputs import check_out_not_input, output_dir
+    from ..report.train import write_train_report
+    from ..training.finetune import finetune, is_main_process
+
+    base = FinetuneOptions.from_config_file(args.config) if args.config else FinetuneOptions()
+    options = options_from_args(FinetuneOptions, args, base)
     check_out_not_input(args.out, [args.model])
     if args.resume and args.overwrite:
         raise UsageError("--resume continues the run in --out; --overwrite would delete it: pass one of them")
     # --resume keeps what is in --out; finetune checks it holds a run to continue.
-    out = args.out if args.resume else prepare_out_dir(args.out, overwrite=args.overwrite)
-    result = finetune(args.model, args.data, out, config, eval_path=args.eval, resume=args.resume)
+    prepared = contextlib.nullcontext(args.out) if args.resume else output_dir(args.out, args.overwrite)
+    with prepared as out:
+        result = finetune(args.model, args.data, out, options, eval_path=args.eval, resume=args.resume)
+        if is_main_process():
+            for path in write_train_report(result):
+                logger.info("wrote %s", path)
     logger.info("trained %d steps (%.3f s/step, final loss %.4f); wrote %s", result.steps, result.seconds_per_step,
                 result.final_loss, out)
     if result.freeze is not None:

@@ -1,16 +1,14 @@
-"""Freeze-and-train: freeze the embeddings and bottom blocks, prove the frozen weights never moved."""
+"""Freeze the embeddings and bottom blocks, and prove the frozen weights never moved.
 
-from .callback import FreezeCallback
-from .freezing import FreezeReport, freeze_bottom_layers, frozen_names, remove_frozen_from_optimizer
-from .verify import FrozenCheck, assert_frozen, verify_frozen
+:mod:`.freezing` (``freeze_bottom_layers`` by exact block index; removing frozen tensors from an
+optimizer), :mod:`.verify` (bit-identity, one tensor at a time), :mod:`.callback` (freezing at a
+step of a ``Trainer`` run).
+"""
 
-__all__ = [
-    "FreezeReport",
-    "freeze_bottom_layers",
-    "frozen_names",
-    "remove_frozen_from_optimizer",
-    "FreezeCallback",
-    "FrozenCheck",
-    "verify_frozen",
-    "assert_frozen",
-]
+import lazy_loader as lazy
+
+__getattr__, __dir__, __all__ = lazy.attach(__name__, submod_attrs={
+    "callback": ["FreezeCallback"],
+    "freezing": ["FreezeReport", "freeze_bottom_layers", "frozen_names", "remove_frozen_from_optimizer"],
+    "verify": ["FrozenCheck", "assert_frozen", "verify_frozen"],
+})

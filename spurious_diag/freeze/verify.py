@@ -7,16 +7,10 @@ from typing import Iterable, Optional
 
 import torch
 
-from ..errors import MismatchError, SpuriousDiagError
+from ..errors import FrozenWeightsChangedError, MismatchError
 from ..io.loader import CheckpointSource, load_checkpoint
 
-__all__ = ["FrozenCheck", "verify_frozen", "assert_frozen", "FrozenWeightsChangedError"]
-
-
-class FrozenWeightsChangedError(SpuriousDiagError):
-    """A tensor that was frozen differs after training."""
-
-    exit_code = 5
+__all__ = ["FrozenCheck", "verify_frozen", "assert_frozen"]
 
 
 @dataclass

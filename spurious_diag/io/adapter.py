@@ -13,7 +13,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import torch
 
@@ -104,8 +104,3 @@ def load_lora_adapter(path: str) -> LoraAdapter:
         factors[base_name] = (found["A"], found["B"])
     return LoraAdapter(path, ckpt, factors, dict(config), other)
 
-
-def adapter_base_path(adapter: LoraAdapter) -> Optional[str]:
-    """The ``base_model_name_or_path`` the adapter was trained on, if recorded."""
-    value = adapter.config.get("base_model_name_or_path")
-    return str(value) if value else None

@@ -84,7 +84,7 @@ def collapse_curve(
     each seed's early-stop point as a marker (only where the new task reached its target).
 
     Args:
-        curve: a :attr:`SequenceResult.curve <spurious_diag.sequential.SequenceResult>` frame
+        curve: a :attr:`SequenceResult.curve <spurious_diag.continual.result.SequenceResult>` frame
             (``CURVE_COLUMNS``: ``method``, ``seed``, ``task_index``, ``task``, ``step``, ``full``,
             ``eval_task``, ``eval_set``, ``primary``, ``exact_match``, ...) of one or more runs,
             or a ``per_attribute`` frame (``ATTRIBUTE_COLUMNS``: adds ``attribute``, no ``full``

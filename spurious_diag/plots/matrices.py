@@ -51,7 +51,7 @@ def accuracy_matrix_plot(R: pd.DataFrame, *, method: Optional[str] = None, at: O
     the diagonal is each task just learned, below it the old tasks it forgot.
 
     Args:
-        R: :func:`~spurious_diag.sequential.accuracy_matrix` output (index ``after``, one column
+        R: :func:`~spurious_diag.continual.tables.accuracy_matrix` output (index ``after``, one column
             per task), or the long form (``after``, ``task``, ``exact_match`` and optionally
             ``method``, ``seed``, ``at``), averaged over seeds.
         method, at: with a long frame holding several methods or points (``end`` /

@@ -28,9 +28,9 @@ def sweep_table(summary: pd.DataFrame, sets: Sequence[str], points: Sequence[str
     """Tidy means over seeds: one row per (method, set, point) with ``mean``, ``std`` and ``k``.
 
     Args:
-        summary: per-run summaries (:func:`~spurious_diag.sequential.run_summary` rows, one per
+        summary: per-run summaries (:func:`~spurious_diag.continual.tables.run_summary` rows, one per
             method × seed: columns ``method``, ``seed``, ``{eval_task}_{eval_set}_{point}``) or
-            their means (:func:`~spurious_diag.sequential.mean_over_seeds`: ``method``,
+            their means (:func:`~spurious_diag.continual.tables.mean_over_seeds`: ``method``,
             ``{...}_{point}_mean``, ``{...}_{point}_std``, ``n_seeds``), e.g. the Biography
             benchmark's ``runs.csv`` or ``methods.csv``.
         sets: ``{eval_task}_{eval_set}`` names, e.g. ``task0_test``.
@@ -38,10 +38,16 @@ def sweep_table(summary: pd.DataFrame, sets: Sequence[str], points: Sequence[str
 
     Returns:
         Columns ``method``, ``k`` (None unless Freeze(k)), ``set``, ``point``, ``mean``, ``std``
-        (NaN for one seed).
+        (NaN for one seed), ``stop_reached`` (the share of seeds whose new task reached its
+        early-stop target; NaN when the summary does not say).
     """
     rows = []
     means = "seed" not in summary.columns
+    reached_column = "stop_reached_mean" if means else "stop_reached"
+    if reached_column in summary.columns:
+        reached = summary.groupby("method", sort=False)[reached_column].apply(lambda c: c.astype(float).mean())
+    else:
+        reached = pd.Series(dtype=float)
     for s in sets:
         for p in points:
             column = f"{s}_{p}"
@@ -58,7 +64,8 @@ def sweep_table(summary: pd.DataFrame, sets: Sequence[str], points: Sequence[str
             rows.append(part.assign(set=s, point=p))
     table = pd.concat(rows, ignore_index=True)
     table["k"] = [freeze_k(m) for m in table["method"]]
-    return table[["method", "k", "set", "point", "mean", "std"]]
+    table["stop_reached"] = table["method"].map(reached).astype(float)
+    return table[["method", "k", "set", "point", "mean", "std", "stop_reached"]]
 
 
 def freeze_sweep(
@@ -77,7 +84,8 @@ def freeze_sweep(
     the points (``dip``: the old task's lowest full evaluation early in the new task, per run;
     ``stop``: the new task's early stop; ``end``), line styles the tasks; error bars are ±1
     s.d. over seeds. SEQ (``reference``) is drawn as horizontal dotted (old) and dash-dotted
-    (new) lines in the point's color.
+    (new) lines in the point's color. An early-stop point of a k whose new task never reached
+    its target (in some seed) is the end of that run, not an early stop: it is crossed out (×).
 
     Args:
         summary: per-run summaries or their means over seeds; see :func:`sweep_table`. Methods
@@ -108,6 +116,11 @@ def freeze_sweep(
             ax.errorbar(line["k"].to_numpy(int), line["mean"].to_numpy(float),
                         yerr=line["std"].fillna(0).to_numpy(float), color=color, ls=style["ls"],
                         marker=style["marker"], markersize=5, capsize=3, lw=1.5, gid="sweep")
+            if p == "stop":
+                missed = line[line["stop_reached"] < 1]
+                if len(missed):
+                    ax.scatter(missed["k"].to_numpy(int), missed["mean"].to_numpy(float), marker="x", s=70,
+                               color="black", linewidths=1.5, zorder=5, gid="stop_not_reached")
             value = ref[(ref["set"] == s) & (ref["point"] == p)]["mean"]
             if len(value) and pd.notna(value.iloc[0]):
                 ax.axhline(float(value.iloc[0]), color=color, ls=style["ref_ls"], lw=1.1, alpha=0.8, gid="reference")
@@ -116,6 +129,9 @@ def freeze_sweep(
     handles += [Line2D([], [], color="0.25", ls="-", marker="o", markersize=5),
                 Line2D([], [], color="0.25", ls="--", marker="s", markersize=5)]
     labels += [f"{_set_label(old)}, Freeze(k)", f"{_set_label(new)}, Freeze(k)"]
+    if "stop" in points and (sweep[sweep["point"] == "stop"]["stop_reached"] < 1).any():
+        handles.append(Line2D([], [], color="black", ls="", marker="x", markersize=7))
+        labels.append("early stop never reached\n(scored at its end)")
     if not ref.empty:
         handles += [Line2D([], [], color="0.25", ls=":", lw=1.1), Line2D([], [], color="0.25", ls="-.", lw=1.1)]
         labels += [f"{_set_label(old)}, {reference}", f"{_set_label(new)}, {reference}"]

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..errors import InvalidDataError
+from ..errors import InvalidDataError, UsageError
 from .hidden import model_device
 
 __all__ = ["ChatQuestion", "ChatAlignmentResult", "CHAT_COLUMNS", "chat_prompt", "answer_in", "chat_alignment"]
@@ -144,7 +144,7 @@ def chat_alignment(
     if not items:
         raise InvalidDataError("no chat questions")
     if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        raise UsageError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     end_id = _end_id(tokenizer, end_token)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_id
     device = model_device(model)

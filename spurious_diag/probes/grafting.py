@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..errors import MismatchError
+from ..errors import MismatchError, UsageError
 from ..io.layer_map import num_layers_from_config, parse_param_name
 from ..training.evaluate import evaluate_records
 from .records import as_probe_records
@@ -191,7 +191,7 @@ def grafting_curve(
     chosen = sorted({0} | {int(k) for k in (range(num_layers + 1) if ks is None else ks)})
     bad = [k for k in chosen if not 0 <= k <= num_layers]
     if bad:
-        raise ValueError(f"graft depths {bad} outside [0, {num_layers}]")
+        raise UsageError(f"graft depths {bad} outside [0, {num_layers}]")
     arms: list[tuple[str, int, tuple[int, ...], bool]] = [("bottom", k, tuple(range(k)), False) for k in chosen]
     if top:
         arms += [("top", k, tuple(range(num_layers - k, num_layers)), False) for k in chosen if k > 0]

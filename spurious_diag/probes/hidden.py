@@ -14,6 +14,8 @@ from typing import Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..errors import InvalidDataError, UsageError
+
 __all__ = ["prompt_ids", "last_prompt_hidden_states", "model_device"]
 
 
@@ -48,10 +50,10 @@ def last_prompt_hidden_states(
         Float32 CPU tensor of shape (L + 1) × N × D (D = hidden size), layer 0 = embeddings.
     """
     if not prompts:
-        raise ValueError("no prompts")
+        raise InvalidDataError("no prompts")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad is None:
-        raise ValueError("the tokenizer has neither a pad nor an eos token to pad with")
+        raise UsageError("the tokenizer has neither a pad nor an eos token to pad with")
     device = model_device(model)
     was_training = model.training
     model.eval()

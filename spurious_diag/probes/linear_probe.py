@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..errors import InvalidDataError
+from ..errors import InvalidDataError, MismatchError
 from .hidden import last_prompt_hidden_states
 from .records import as_probe_records, has_person_ids, split_by_person
 
@@ -88,7 +88,7 @@ def probe_layers(hidden: torch.Tensor, labels: Sequence[Any], train_idx: Sequenc
         ``acc_shuffled``, ``chance_majority``, ``chance_uniform``.
     """
     if hidden.ndim != 3 or hidden.shape[1] != len(labels):
-        raise ValueError(f"hidden must be (L+1)×N×D with N = {len(labels)} labels, got {tuple(hidden.shape)}")
+        raise MismatchError(f"hidden must be (L+1)×N×D with N = {len(labels)} labels, got {tuple(hidden.shape)}")
     y = np.asarray([str(v) for v in labels], dtype=object)
     train_idx, test_idx = np.asarray(train_idx, dtype=int), np.asarray(test_idx, dtype=int)
     y_train, y_test = y[train_idx], y[test_idx]

@@ -84,7 +84,17 @@ def depth_from_grafting(grafting: pd.DataFrame, acc_before: float, acc_after: fl
     if k >= num_layers:
         return None, (f"grafting: only grafting all {num_layers} blocks restores {restore:.0%} ({curve}); the old task "
                       "needs the whole stack, so no bottom freeze depth protects it")
-    return k, f"grafting: blocks [0, {k}) restore ≥ {restore:.0%} of the lost old-task accuracy ({curve})"
+    return k, (f"grafting: putting back {_bottom_blocks(k)} from before restores ≥ {restore:.0%} of the lost old-task "
+               f"accuracy ({curve})")
+
+
+def _bottom_blocks(k: int) -> str:
+    """``block 0`` or ``blocks 0–{k−1}``.
+
+    >>> _bottom_blocks(1), _bottom_blocks(3)
+    ('block 0', 'blocks 0–2')
+    """
+    return "block 0" if k == 1 else f"blocks 0–{k - 1}"
 
 
 def geometry_table(audit_summary: Mapping[str, Any], num_layers: int) -> pd.DataFrame:
@@ -123,8 +133,9 @@ def depth_from_geometry(audit_summary: Mapping[str, Any], num_layers: int) -> tu
     capped = min(k, cap)
     what = "largest and most orthogonal" if use_angles else "largest (no earlier update: sizes only)"
     flagged_names = [int(x) for x in table.loc[table["flagged"], "layer"]]
-    sentence = (f"geometry: the Task-1 update is {what} in blocks {flagged_names or 'none'}; "
-                f"{k} consecutive from block 0")
+    run = (f"so {_bottom_blocks(k)}, counted up from the bottom, qualify" if k else
+           "block 0 is not among them, so no bottom block qualifies")
+    sentence = f"geometry: the Task-1 update is {what} in blocks {flagged_names or 'none'}; {run}"
     if capped < k:
         sentence += f", capped at ⌊L/2⌋ = {cap}"
     return capped, sentence, table

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from ..errors import InvalidDataError
+from ..errors import InvalidDataError, UsageError
+from ..training.records import check_record
 
 __all__ = ["ProbeRecord", "as_probe_records", "has_person_ids", "split_by_person", "filter_people",
            "attribute_pools"]
@@ -38,18 +39,10 @@ class ProbeRecord:
 def _one(record: Any, index: int) -> ProbeRecord:
     if isinstance(record, ProbeRecord):
         return record
-    if isinstance(record, Mapping):
-        get = record.get
-    elif hasattr(record, "prompt") and hasattr(record, "completion"):
-        def get(key: str, default: Any = None) -> Any:
-            return getattr(record, key, default)
-    else:
-        raise InvalidDataError(f"record {index} is not a prompt/completion record: {type(record).__name__}")
-    prompt, completion = get("prompt"), get("completion")
-    if not isinstance(prompt, str) or not isinstance(completion, str) or not completion.strip():
-        raise InvalidDataError(f"record {index} needs a string 'prompt' and a non-empty string 'completion'")
-    attribute = get("attribute")
-    return ProbeRecord(prompt, completion, "all" if attribute is None else str(attribute), get("person_id"))
+    fields = check_record(record, f"record {index}")
+    attribute = fields.get("attribute")
+    return ProbeRecord(fields["prompt"], fields["completion"], "all" if attribute is None else str(attribute),
+                       fields.get("person_id"))
 
 
 def as_probe_records(records: Sequence[Any]) -> list[ProbeRecord]:
@@ -83,7 +76,7 @@ def split_by_person(records: Sequence[ProbeRecord], *, test_fraction: float = 0.
     (4, set())
     """
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        raise UsageError(f"test_fraction must be in (0, 1), got {test_fraction}")
     keys: list[Any] = ([r.person_id for r in records] if has_person_ids(records) else list(range(len(records))))
     unique = list(dict.fromkeys(keys))
     if len(unique) < 2:

@@ -23,7 +23,7 @@ import dataclasses
 import logging
 import math
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 import pandas as pd
@@ -31,40 +31,17 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..errors import InvalidDataError
 from ..training.evaluate import evaluate_records
+from ..training.settings import TrainSettings
 from ..training.trainer import train_model
+from .options import RecoverySettings
 from .records import as_probe_records, has_person_ids
 
-__all__ = ["RecoverySettings", "RecoveryResult", "RECOVERY_COLUMNS", "recovery_fraction", "run_recovery",
+__all__ = ["RecoveryResult", "RECOVERY_COLUMNS", "recovery_fraction", "run_recovery",
            "select_recovery_settings"]
 
 logger = logging.getLogger(__name__)
 
 RECOVERY_COLUMNS = ["n", "model", "acc_start", "acc", "recovery_fraction", "steps", "lr"]
-
-
-@dataclass(frozen=True)
-class RecoverySettings:
-    """How to recover. Defaults: DESIGN.md §5's pilot (40 AdamW steps at lr 1e-4, batch 32).
-
-    Attributes:
-        ns: numbers of recovery examples tried (each run starts again from the unrecovered model).
-        steps, lr, batch_size: the fine-tune (batch capped at n); identical for model and control.
-        weight_decay: AdamW weight decay.
-        seed: the order of the example pool (the n examples are its first n, so smaller sets
-            are subsets of larger ones) and the Trainer seed.
-    """
-
-    ns: tuple[int, ...] = (10, 50, 100)
-    steps: int = 40
-    lr: float = 1e-4
-    batch_size: int = 32
-    weight_decay: float = 0.0
-    seed: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["ns"] = list(self.ns)
-        return out
 
 
 @dataclass
@@ -172,13 +149,16 @@ def run_recovery(
     for n in usable:
         for name, model in models.items():
             trained = copy.deepcopy(model)
-            train_model(trained, tokenizer, order[:n], steps=settings.steps, lr=settings.lr,
-                        batch_size=min(settings.batch_size, n), seed=settings.seed,
-                        weight_decay=settings.weight_decay)
+            train_model(trained, tokenizer, order[:n], TrainSettings(
+                steps=settings.steps, lr=settings.lr, batch_size=min(settings.batch_size, n),
+                weight_decay=settings.weight_decay), seed=settings.seed)
             acc = _accuracy(trained, tokenizer, test_json, eval_batch_size)
             del trained
             frac = recovery_fraction(acc, acc_forgot, acc_before)
-            logger.info("recovery n=%d %s: %.3f -> %.3f (fraction %.3f)", n, name, starts[name], acc, frac)
+            logger.info("recovery n=%d %s: %.3f -> %.3f (%s)", n, name, starts[name], acc,
+                        f"fraction {frac:.3f}" if math.isfinite(frac) else
+                        "no fraction: the accuracy before forgetting was not given" if math.isnan(acc_before) else
+                        "no fraction: nothing was forgotten")
             rows.append({"n": n, "model": name, "acc_start": starts[name], "acc": acc, "recovery_fraction": frac,
                          "steps": settings.steps, "lr": settings.lr})
     table = pd.DataFrame(rows, columns=RECOVERY_COLUMNS)

@@ -3,7 +3,7 @@
 Inputs (:class:`VerdictInputs`, all optional; a missing one makes its rules *not applicable*):
 old-task exact match of the model before and after Task 1 on held-out individuals; the
 recovery table (:mod:`.recovery`, forgot and control rows); pretraining-format exact match
-before and after (:mod:`.format_probe`). Defaults (:class:`VerdictRules`):
+before and after (:mod:`.format_probe`). Defaults (:class:`~.options.VerdictRules`):
 
 =========================  ==========================================================  ========
 rule                       fires when                                                  supports
@@ -42,25 +42,11 @@ from typing import Any, Optional
 
 import pandas as pd
 
+from .options import VerdictRules
+
 __all__ = ["VERDICTS", "VerdictRules", "VerdictInputs", "RuleOutcome", "decide"]
 
 VERDICTS = ("spurious", "real", "inconclusive")
-
-
-@dataclass(frozen=True)
-class VerdictRules:
-    """Thresholds of the rules (see the module docstring). Accuracies are fractions in [0, 1]."""
-
-    min_drop: float = 0.20
-    recovery_min_fraction: float = 0.40
-    recovery_min_margin: float = 0.20
-    recovery_max_margin_real: float = 0.10
-    pretraining_intact_ratio: float = 0.80
-    pretraining_collapsed_ratio: float = 0.50
-    min_pretraining_before: float = 0.30
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 @dataclass

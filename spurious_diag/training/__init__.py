@@ -1,25 +1,19 @@
-"""Training and evaluating any HF causal LM on prompt/completion records (used by every scenario)."""
+"""Train and evaluate any HF causal LM on prompt/completion records.
 
-from .checkpoints import ResumableCallback, complete_checkpoints, last_checkpoint
-from .evaluate import EvalResult, evaluate_records, score_records
-from .records import IGNORE_INDEX, EncodedExample, encode_qa, encode_records, encode_text, read_records
-from .trainer import EvaluateEveryCallback, PaddingCollator, TrainingResult, train_model
+:mod:`.settings` (how a task is trained), :mod:`.records` (reading and encoding JSONL),
+:mod:`.trainer` (``Trainer`` with completion-only loss), :mod:`.callbacks` (evaluation and early
+stopping while training), :mod:`.checkpoints` and :mod:`.resume` (full-state checkpoints and a
+run's identity), :mod:`.engine` (freeze, snapshot, train, verify: one task), :mod:`.evaluate`
+(batched greedy exact match), and :mod:`.finetune` (the ``train`` command's engine).
+"""
 
-__all__ = [
-    "IGNORE_INDEX",
-    "EncodedExample",
-    "encode_qa",
-    "encode_text",
-    "encode_records",
-    "read_records",
-    "PaddingCollator",
-    "EvaluateEveryCallback",
-    "TrainingResult",
-    "train_model",
-    "ResumableCallback",
-    "complete_checkpoints",
-    "last_checkpoint",
-    "EvalResult",
-    "score_records",
-    "evaluate_records",
-]
+import lazy_loader as lazy
+
+__getattr__, __dir__, __all__ = lazy.attach(__name__, submod_attrs={
+    "engine": ["TaskRun", "train_task"],
+    "evaluate": ["evaluate_records"],
+    "finetune": ["finetune"],
+    "records": ["read_records"],
+    "settings": ["FinetuneOptions", "TrainSettings"],
+    "trainer": ["train_model"],
+})

@@ -21,15 +21,17 @@ import logging
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from ..errors import CorruptCheckpointError
+from ..errors import CorruptCheckpointError, UsageError
+from ..io.loader import load_checkpoint
 from ..outputs import atomic_write_text
 
-__all__ = ["CALLBACK_STATE_NAME", "STAGING_DIR", "ResumableCallback", "StagedCheckpointCallback",
+__all__ = ["CALLBACK_STATE_NAME", "STAGING_DIR", "CheckpointPlan", "ResumableCallback", "StagedCheckpointCallback",
            "complete_checkpoints", "last_checkpoint", "load_callback_states", "load_weights", "write_state_json"]
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,28 @@ _REQUIRED = ("trainer_state.json", "optimizer.pt", "scheduler.pt", CALLBACK_STAT
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclass(frozen=True)
+class CheckpointPlan:
+    """Where and how often a run saves full-state checkpoints.
+
+    Attributes:
+        directory: the complete ``checkpoint-N`` folders go here (staged in ``directory/.partial``).
+        every: save every this many optimizer steps, and at the end.
+        keep: keep only the newest this many complete checkpoints (None: all).
+    """
+
+    directory: str
+    every: int
+    keep: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "directory", os.fspath(self.directory))
+        if self.every < 1:
+            raise UsageError(f"checkpoints every {self.every} steps: must be >= 1")
+        if self.keep is not None and self.keep < 1:
+            raise UsageError(f"keep must be >= 1 or None, got {self.keep}")
 
 
 class ResumableCallback(TrainerCallback):
@@ -97,7 +121,7 @@ class StagedCheckpointCallback(TrainerCallback):
     def __init__(self, staging: PathLike, target: PathLike, resumables: Sequence[ResumableCallback] = (),
                  keep: Optional[int] = None):
         if keep is not None and keep < 1:
-            raise ValueError(f"keep must be >= 1 or None, got {keep}")
+            raise UsageError(f"keep must be >= 1 or None, got {keep}")
         self.staging = os.fspath(staging)
         self.target = os.fspath(target)
         self.resumables = list(resumables)
@@ -206,8 +230,6 @@ def load_weights(model: torch.nn.Module, checkpoint: PathLike) -> None:
     Raises:
         CorruptCheckpointError: names missing from the checkpoint, or unexpected ones.
     """
-    from ..io import load_checkpoint
-
     stored_checkpoint = load_checkpoint(os.fspath(checkpoint))
     stored = {name: stored_checkpoint[name] for name in stored_checkpoint.keys()}
     result = model.load_state_dict(stored, strict=False)

@@ -21,8 +21,8 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .records import IGNORE_INDEX, Record, encode_qa
-from .trainer import PaddingCollator
+from ..errors import InvalidDataError
+from .records import IGNORE_INDEX, PaddingCollator, Record, encode_qa
 
 __all__ = ["EvalResult", "score_records", "summarize_by_attribute", "evaluate_records", "greedy_generate_match"]
 
@@ -148,7 +148,7 @@ def evaluate_records(
 ) -> EvalResult:
     """:func:`score_records`, summarized per attribute and averaged over attributes."""
     if not records:
-        raise ValueError("no records to evaluate")
+        raise InvalidDataError("no records to evaluate")
     was_training = model.training
     model.eval()
     try:

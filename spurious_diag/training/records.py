@@ -14,11 +14,13 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence, Union
 
+import torch
 from transformers import PreTrainedTokenizerBase
 
 from ..errors import CheckpointNotFoundError, InvalidDataError
 
-__all__ = ["IGNORE_INDEX", "Record", "EncodedExample", "encode_qa", "encode_text", "encode_records", "read_records"]
+__all__ = ["IGNORE_INDEX", "Record", "EncodedExample", "PaddingCollator", "check_record", "encode_qa", "encode_text",
+           "encode_records", "read_records"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,34 @@ class EncodedExample:
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+
+@dataclass(frozen=True)
+class PaddingCollator:
+    """Right-pads a batch to its longest sequence.
+
+    Returns ``input_ids`` (B×T, pad id), ``attention_mask`` (B×T, 1 on real tokens) and
+    ``labels`` (B×T, −100 on padding), all int64.
+
+    >>> batch = PaddingCollator(pad_token_id=0)([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
+    ...                                          {"input_ids": [5], "labels": [5]}])
+    >>> batch["input_ids"].tolist(), batch["attention_mask"].tolist(), batch["labels"].tolist()
+    ([[5, 6, 7], [5, 0, 0]], [[1, 1, 1], [1, 0, 0]], [[-100, 6, 7], [5, -100, -100]])
+    """
+
+    pad_token_id: int
+
+    def __call__(self, features: Sequence[Mapping[str, Sequence[int]]]) -> dict[str, torch.Tensor]:
+        length = max(len(f["input_ids"]) for f in features)
+        input_ids = torch.full((len(features), length), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(features), length), dtype=torch.long)
+        labels = torch.full((len(features), length), IGNORE_INDEX, dtype=torch.long)
+        for row, f in enumerate(features):
+            n = len(f["input_ids"])
+            input_ids[row, :n] = torch.tensor(f["input_ids"], dtype=torch.long)
+            attention_mask[row, :n] = 1
+            labels[row, :n] = torch.tensor(f.get("labels", f["input_ids"]), dtype=torch.long)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
 def encode_qa(tokenizer: PreTrainedTokenizerBase, prompt: str, completion: str) -> EncodedExample:
@@ -62,12 +92,41 @@ def encode_text(tokenizer: PreTrainedTokenizerBase, text: str) -> EncodedExample
     return EncodedExample(tuple(ids), tuple(ids))
 
 
-def _fields(record: Record) -> Mapping[str, Any]:
+def check_record(record: Any, label: str, *, allow_text: bool = False) -> dict[str, Any]:
+    """The fields of one record, validated: ``prompt`` and ``completion`` strings (a non-empty
+    completion), plus the optional ``attribute`` and ``person_id`` and other scalar fields; or,
+    with ``allow_text``, a ``{"text": non-empty string}`` record.
+
+    ``record`` is a mapping or an object with those attributes (e.g. a Biography ``QARecord``).
+    This is the one validator of the package's records: JSONL lines, training records and probe
+    records all pass through it.
+
+    Raises:
+        InvalidDataError: a missing field, a non-string prompt or completion, an empty
+            completion, or not a record at all; the message starts with ``label`` (e.g. ``line 3``).
+
+    >>> check_record({"prompt": "Q?", "completion": " A", "person_id": 3}, "record 0")
+    {'prompt': 'Q?', 'completion': ' A', 'person_id': 3}
+    """
     if isinstance(record, Mapping):
-        return record
-    if hasattr(record, "prompt") and hasattr(record, "completion"):
-        return {"prompt": record.prompt, "completion": record.completion}
-    raise InvalidDataError(f"not a training record: {type(record).__name__}")
+        fields = dict(record)
+    elif hasattr(record, "prompt") and hasattr(record, "completion"):
+        fields = {key: getattr(record, key) for key in ("prompt", "completion", "attribute", "person_id")
+                  if getattr(record, key, None) is not None}
+    else:
+        raise InvalidDataError(f"{label} is not a prompt/completion record: {type(record).__name__}")
+    if allow_text and "text" in fields and "prompt" not in fields:
+        if not isinstance(fields["text"], str) or not fields["text"]:
+            raise InvalidDataError(f"{label}: 'text' must be a non-empty string")
+        return {"text": fields["text"]}
+    for key in ("prompt", "completion"):
+        if key not in fields:
+            raise InvalidDataError(f"{label} has no '{key}' field")
+        if not isinstance(fields[key], str):
+            raise InvalidDataError(f"{label}: '{key}' must be a string")
+    if not fields["completion"].strip():
+        raise InvalidDataError(f"{label} has an empty completion")
+    return {k: v for k, v in fields.items() if isinstance(v, (str, int, float))}
 
 
 def encode_records(tokenizer: PreTrainedTokenizerBase, records: Sequence[Record]) -> list[EncodedExample]:
@@ -79,20 +138,17 @@ def encode_records(tokenizer: PreTrainedTokenizerBase, records: Sequence[Record]
     """
     encoded = []
     for i, record in enumerate(records):
-        fields = _fields(record)
-        if "prompt" in fields and "completion" in fields:
-            encoded.append(encode_qa(tokenizer, str(fields["prompt"]), str(fields["completion"])))
-        elif "text" in fields:
-            encoded.append(encode_text(tokenizer, str(fields["text"])))
+        fields = check_record(record, f"record {i}", allow_text=True)
+        if "text" in fields:
+            encoded.append(encode_text(tokenizer, fields["text"]))
         else:
-            raise InvalidDataError(f"record {i} has neither 'text' nor 'prompt' and 'completion': {sorted(fields)}")
+            encoded.append(encode_qa(tokenizer, fields["prompt"], fields["completion"]))
     unk = tokenizer.unk_token_id
     if unk is not None:
         n_unk = sum(unk in e.input_ids for e in encoded)
         if n_unk:
             logger.warning("%d of %d sequences contain the unknown token", n_unk, len(encoded))
     return encoded
-
 
 
 def read_records(path: Union[str, "os.PathLike[str]"], *, kind: str = "qa") -> list[dict[str, str]]:
@@ -126,19 +182,10 @@ def read_records(path: Union[str, "os.PathLike[str]"], *, kind: str = "qa") -> l
                 raise InvalidDataError(f"line {lineno} is not valid JSON ({exc.msg})", path) from None
             if not isinstance(obj, dict):
                 raise InvalidDataError(f"line {lineno} is not a JSON object", path)
-            if kind == "any" and "text" in obj and "prompt" not in obj:
-                if not isinstance(obj["text"], str) or not obj["text"]:
-                    raise InvalidDataError(f"line {lineno}: 'text' must be a non-empty string", path)
-                records.append({"text": obj["text"]})
-                continue
-            for key in ("prompt", "completion"):
-                if key not in obj:
-                    raise InvalidDataError(f"line {lineno} has no '{key}' field", path)
-                if not isinstance(obj[key], str):
-                    raise InvalidDataError(f"line {lineno}: '{key}' must be a string", path)
-            if not obj["completion"].strip():
-                raise InvalidDataError(f"line {lineno} has an empty completion", path)
-            records.append({k: obj[k] for k in obj if isinstance(obj[k], (str, int, float))})
+            try:
+                records.append(check_record(obj, f"line {lineno}", allow_text=kind == "any"))
+            except InvalidDataError as exc:
+                raise InvalidDataError(exc.reason, path) from None
     if not records:
         raise InvalidDataError("no records", path)
     return records

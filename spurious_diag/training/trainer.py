@@ -28,16 +28,13 @@ from transformers import (PreTrainedModel, PreTrainedTokenizerBase, Trainer, Tra
                           TrainerState, TrainingArguments)
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from ..errors import InvalidDataError
-from .checkpoints import STAGING_DIR, ResumableCallback, StagedCheckpointCallback, load_callback_states, load_weights
-from .records import IGNORE_INDEX, EncodedExample, Record, encode_records
+from ..errors import CheckpointNotFoundError, InvalidDataError
+from .checkpoints import (STAGING_DIR, CheckpointPlan, ResumableCallback, StagedCheckpointCallback, load_callback_states,
+                          load_weights)
+from .records import EncodedExample, PaddingCollator, Record, encode_records
+from .settings import TrainSettings
 
-__all__ = [
-    "PaddingCollator",
-    "TrainingResult",
-    "EvaluateEveryCallback",
-    "train_model",
-]
+__all__ = ["TrainingResult", "train_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,85 +48,6 @@ class _ExampleDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, list[int]]:
         return {"input_ids": list(self.examples[i].input_ids), "labels": list(self.examples[i].labels)}
-
-
-@dataclass(frozen=True)
-class PaddingCollator:
-    """Right-pads a batch to its longest sequence.
-
-    Returns ``input_ids`` (B×T, pad id), ``attention_mask`` (B×T, 1 on real tokens) and
-    ``labels`` (B×T, −100 on padding), all int64.
-
-    >>> batch = PaddingCollator(pad_token_id=0)([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
-    ...                                          {"input_ids": [5], "labels": [5]}])
-    >>> batch["input_ids"].tolist(), batch["attention_mask"].tolist(), batch["labels"].tolist()
-    ([[5, 6, 7], [5, 0, 0]], [[1, 1, 1], [1, 0, 0]], [[-100, 6, 7], [5, -100, -100]])
-    """
-
-    pad_token_id: int
-
-    def __call__(self, features: Sequence[Mapping[str, Sequence[int]]]) -> dict[str, torch.Tensor]:
-        length = max(len(f["input_ids"]) for f in features)
-        input_ids = torch.full((len(features), length), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(features), length), dtype=torch.long)
-        labels = torch.full((len(features), length), IGNORE_INDEX, dtype=torch.long)
-        for row, f in enumerate(features):
-            n = len(f["input_ids"])
-            input_ids[row, :n] = torch.tensor(f["input_ids"], dtype=torch.long)
-            attention_mask[row, :n] = 1
-            labels[row, :n] = torch.tensor(f.get("labels", f["input_ids"]), dtype=torch.long)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-
-
-class EvaluateEveryCallback(ResumableCallback):
-    """Calls ``evaluate(model)`` before training (step 0) and every ``every`` optimizer steps.
-
-    ``evaluate`` returns a flat mapping of numbers (e.g. ``{"task0_em": 0.9}``); the model is
-    put in eval mode under ``torch.no_grad()`` for the call and restored afterwards. Rows
-    ``{"step": ..., **metrics}`` accumulate in ``rows``; :meth:`frame` returns them as a
-    DataFrame. The evaluation draws no random numbers, so it does not change the training run.
-    The rows travel with each full-state checkpoint; a resumed run continues them.
-    """
-
-    def __init__(self, every: int, evaluate: Callable[[PreTrainedModel], Mapping[str, float]], *,
-                 at_start: bool = True, max_step: Optional[int] = None):
-        if every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
-        self.every = every
-        self.evaluate = evaluate
-        self.at_start = at_start
-        self.max_step = max_step
-        self.rows: list[dict[str, Any]] = []
-
-    def _run(self, model: PreTrainedModel, step: int) -> None:
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            metrics = dict(self.evaluate(model))
-        model.train(was_training)
-        self.rows.append({"step": step, **metrics})
-        logger.info("step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.rows = [dict(row) for row in state["rows"]]
-
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                       model: Optional[PreTrainedModel] = None, **kwargs: Any) -> None:
-        if self.at_start and model is not None and not self.resumed:
-            self._run(model, state.global_step)
-
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                    model: Optional[PreTrainedModel] = None, **kwargs: Any) -> None:
-        step = state.global_step
-        if model is not None and step % self.every == 0 and (self.max_step is None or step <= self.max_step):
-            self._run(model, step)
-
-    def frame(self) -> pd.DataFrame:
-        """One row per evaluation: ``step`` then the metric columns."""
-        return pd.DataFrame(self.rows)
 
 
 class _ExtraLossTrainer(Trainer):
@@ -194,83 +112,55 @@ def train_model(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     train_records: Sequence[Union[Record, EncodedExample]],
+    settings: TrainSettings,
     *,
-    steps: int,
-    lr: float,
-    batch_size: int,
     seed: int,
-    schedule: str = "constant",
-    warmup_steps: int = 0,
-    min_lr_ratio: float = 0.0,
-    weight_decay: float = 0.0,
-    max_grad_norm: float = 1.0,
     callbacks: Sequence[TrainerCallback] = (),
-    output_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
-    save_steps: Optional[int] = None,
-    keep_checkpoints: Optional[int] = None,
+    checkpoints: Optional[CheckpointPlan] = None,
     resume_from: Optional[Union[str, "os.PathLike[str]"]] = None,
-    logging_steps: int = 10,
-    use_cpu: bool = True,
+    device: str = "cpu",
     progress: bool = False,
     extra_loss: Optional[Callable[[torch.nn.Module], torch.Tensor]] = None,
 ) -> TrainingResult:
-    """Train ``model`` in place for ``steps`` AdamW steps with ``transformers.Trainer``.
+    """Train ``model`` in place for ``settings.steps`` AdamW steps with ``transformers.Trainer``.
 
     Args:
         model: a causal LM; its trainable parameters (``requires_grad=True``) are optimized.
         tokenizer: encodes ``train_records`` and supplies the pad id.
         train_records: QA records (loss on the completion + EOS), ``{"text"}`` records (loss
             on all tokens), or already :class:`EncodedExample` s.
-        steps: optimizer steps (the data is cycled through as many epochs as needed,
-            reshuffled each epoch).
-        lr: peak learning rate.
-        batch_size: sequences per step.
+        settings: steps, learning rate and schedule, batch size, weight decay, clipping, logging
+            window (:class:`~.settings.TrainSettings`; its early-stop fields are for callbacks).
         seed: seeds the batch order (``data_seed``) and Trainer's own ``set_seed``. Note that
             ``Trainer`` seeds the global ``random``/``numpy``/``torch`` generators with it.
-        schedule: ``"constant"`` (with linear warmup when ``warmup_steps`` > 0), ``"linear"``
-            (decay to 0) or ``"cosine"`` (decay to ``min_lr_ratio · lr``), all after warmup.
-        warmup_steps: linear warmup from 0 to ``lr``.
-        min_lr_ratio: floor of the cosine schedule, as a fraction of ``lr``.
-        weight_decay: AdamW decoupled weight decay (0 by default).
-        max_grad_norm: gradient clipping (global L2 norm).
         callbacks: extra ``TrainerCallback`` s (e.g. :class:`EvaluateEveryCallback`).
-        output_dir: where ``Trainer`` writes; only used for checkpoints. None: a temporary
-            directory, deleted afterwards.
-        save_steps: save a full-state ``checkpoint-N`` (weights, optimizer, scheduler, RNG,
-            data position, and the state of the :class:`~.checkpoints.ResumableCallback` s
-            among ``callbacks``) every ``save_steps`` steps and at the end, in ``output_dir``,
-            atomically (staged in ``output_dir/.partial``); None saves nothing.
-        keep_checkpoints: keep only the newest this many checkpoints (None: all).
+        checkpoints: save full-state ``checkpoint-N`` folders (weights, optimizer, scheduler,
+            RNG, data position, and the state of the :class:`~.checkpoints.ResumableCallback` s
+            among ``callbacks``) as :class:`~.checkpoints.CheckpointPlan` says, atomically; None
+            saves nothing (``Trainer`` then writes into a temporary directory, deleted afterwards).
         resume_from: a complete checkpoint of an earlier run of the same call (see
             :func:`~.checkpoints.last_checkpoint`): training continues from its step with its
             weights, optimizer, scheduler, RNG and data position, and the resumable callbacks
             get their state back. On CPU the result is bit-identical to an uninterrupted run.
             ``model`` must be built as for the first run (e.g. the same frozen tensors).
-        logging_steps: loss logging window (capped at ``steps``); ``final_loss`` is the
-            mean over the last complete window.
-        use_cpu: run on CPU even when an accelerator is present.
+        device: ``cpu`` (even when an accelerator is present) or ``cuda``.
         progress: show Trainer's ``tqdm.auto`` progress bar.
         extra_loss: a differentiable term added to every training step's loss, computed from
-            the model being trained (e.g. the EWC penalty of :mod:`spurious_diag.sequential`);
+            the model being trained (e.g. the EWC penalty of :mod:`spurious_diag.continual`);
             it is included in the logged losses. None: the plain language-model loss.
 
     Returns:
         :class:`TrainingResult`. The model is left in eval mode.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if save_steps is not None and output_dir is None:
-        raise ValueError("save_steps needs an output_dir")
     if resume_from is not None and not os.path.isdir(resume_from):
-        raise ValueError(f"resume_from is not a directory: {resume_from}")
-    if schedule == "constant":
+        raise CheckpointNotFoundError("resume_from is not a directory", resume_from)
+    steps, warmup_steps = settings.steps, settings.warmup_steps
+    if settings.schedule == "constant":
         scheduler, scheduler_kwargs = ("constant_with_warmup" if warmup_steps else "constant"), {}
-    elif schedule == "linear":
+    elif settings.schedule == "linear":
         scheduler, scheduler_kwargs = "linear", {}
-    elif schedule == "cosine":
-        scheduler, scheduler_kwargs = "cosine_with_min_lr", {"min_lr_rate": min_lr_ratio}
     else:
-        raise ValueError(f"unknown schedule {schedule!r}; expected 'constant', 'linear' or 'cosine'")
+        scheduler, scheduler_kwargs = "cosine_with_min_lr", {"min_lr_rate": settings.min_lr_ratio}
 
     n_encoded = sum(isinstance(r, EncodedExample) for r in train_records)
     if n_encoded == len(train_records):
@@ -295,33 +185,32 @@ def train_model(
             model.eval()
             return _result(saved_state, 0.0, 0)
     staging = None
-    if save_steps:
-        staging = os.path.join(os.fspath(output_dir), STAGING_DIR)  # type: ignore[arg-type]
+    if checkpoints is not None:
+        staging = os.path.join(os.fspath(checkpoints.directory), STAGING_DIR)
         shutil.rmtree(staging, ignore_errors=True)  # a save torn by a kill
-        callbacks.append(StagedCheckpointCallback(staging, os.fspath(output_dir), resumables,  # type: ignore[arg-type]
-                                                  keep=keep_checkpoints))
+        callbacks.append(StagedCheckpointCallback(staging, checkpoints.directory, resumables, keep=checkpoints.keep))
 
     with tempfile.TemporaryDirectory(prefix="spurious-diag-train-") as scratch:
         args = TrainingArguments(
             output_dir=staging or scratch,
             max_steps=steps,
-            per_device_train_batch_size=batch_size,
-            learning_rate=lr,
+            per_device_train_batch_size=settings.batch_size,
+            learning_rate=settings.lr,
             lr_scheduler_type=scheduler,
             lr_scheduler_kwargs=scheduler_kwargs,
             warmup_steps=warmup_steps,
-            weight_decay=weight_decay,
-            max_grad_norm=max_grad_norm,
+            weight_decay=settings.weight_decay,
+            max_grad_norm=settings.max_grad_norm,
             optim="adamw_torch",
             seed=seed,
             data_seed=seed,
             logging_strategy="steps",
             # Never longer than the run, so that a final loss is always logged.
-            logging_steps=max(1, min(logging_steps, steps)),
-            save_strategy="steps" if save_steps else "no",
-            save_steps=save_steps or 500,
+            logging_steps=max(1, min(settings.logging_steps, steps)),
+            save_strategy="steps" if checkpoints is not None else "no",
+            save_steps=checkpoints.every if checkpoints is not None else 500,
             report_to=[],
-            use_cpu=use_cpu,
+            use_cpu=device == "cpu",
             disable_tqdm=not progress,
             dataloader_num_workers=0,
             dataloader_pin_memory=False,

@@ -1,16 +1,18 @@
+import dataclasses
 import json
 
 import pytest
 import torch
 
+from spurious_diag.biography.defaults import PRETRAINING, ModelShape
 from spurious_diag.biography.pretrain import MANIFEST_NAME, load_base_model, pretrain_base_model, save_base_model
 from spurious_diag.errors import CheckpointNotFoundError, InvalidDataError, OutputDirError
 
 
 @pytest.fixture(scope="module")
 def tiny_base(small_scenario):
-    return pretrain_base_model(small_scenario, steps=3, seed=0, batch_size=4, warmup_steps=1,
-                               num_layers=1, hidden_size=32)
+    return pretrain_base_model(small_scenario, dataclasses.replace(PRETRAINING, steps=3, batch_size=4, warmup_steps=1),
+                               seed=0, shape=ModelShape(num_layers=1, hidden_size=32))
 
 
 def test_manifest_records_data_and_run(tiny_base, small_scenario):

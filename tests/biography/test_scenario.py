@@ -3,8 +3,9 @@ import re
 
 import pytest
 
-from spurious_diag.biography import (ATTRIBUTES, PRETRAINING_SPLITS, SPLITS, ScenarioSizes, build_scenario,
-                                     read_jsonl, scenario_from_manifest, write_scenario)
+from spurious_diag.biography.people import ATTRIBUTES
+from spurious_diag.biography.scenario import (PRETRAINING_SPLITS, SPLITS, ScenarioSizes, build_scenario, read_jsonl,
+                                              scenario_from_manifest, write_scenario)
 from spurious_diag.biography.texts import BIOGRAPHY_TEMPLATES, QUESTION_TEMPLATES
 from spurious_diag.errors import InvalidDataError, OutputDirError
 

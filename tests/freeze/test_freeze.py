@@ -5,7 +5,7 @@ import torch
 
 from spurious_diag.errors import UsageError
 from spurious_diag.freeze import FreezeCallback, assert_frozen, freeze_bottom_layers, verify_frozen
-from spurious_diag.freeze.verify import FrozenWeightsChangedError
+from spurious_diag.errors import FrozenWeightsChangedError
 
 
 def _blocks(names):

@@ -3,9 +3,9 @@
 import matplotlib.pyplot as plt
 import pytest
 
-from spurious_diag.audit import AuditOptions, audit
+from spurious_diag import AuditOptions, audit
 from spurious_diag.plots import angle_violins, trajectory_heatmap, update_heatmap
-from spurious_diag.scenarios.planted import write_planted_chain
+from tests.updates.planted import write_planted_chain
 
 
 @pytest.fixture(scope="module")

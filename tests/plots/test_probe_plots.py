@@ -110,7 +110,7 @@ def test_residual_shift_panels():
 
 
 def test_nothing_is_shown_or_saved(tmp_path, monkeypatch):
-    from tests.plots.test_sequence_plots import _curve, _summaries
+    from tests.plots.test_continual_plots import _curve, _summaries
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(plt, "show", lambda *a, **k: pytest.fail("plt.show() called"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import torch
@@ -78,21 +78,54 @@ class ForgettingModels:
     real: Any
 
 
+def _exact_match(model, tokenizer, scenario) -> tuple[float, float]:
+    """Held-out (Task 0 test) exact match in the task format (QA + <eos>) and the pretraining format."""
+    from spurious_diag.training.evaluate import evaluate_records
+
+    qa = evaluate_records(model, tokenizer, scenario.qa("task0_test")).exact_match
+    bios = evaluate_records(model, tokenizer, scenario.probes("task0_test"), append_eos=False).exact_match
+    return qa, bios
+
+
+def _train_until(model, tokenizer, scenario, records, *, name: str, steps: list[int], lr: float,
+                 done: Callable[[float, float], bool]) -> tuple[float, float]:
+    """Train ``model`` in rounds of ``steps`` until ``done(qa, bios)`` holds; fail the fixture if it never does.
+
+    A fixed step count reaches these outcomes on one CPU and not necessarily on another (the floating-point
+    path differs), so the outcome is checked, not assumed."""
+    from spurious_diag.training import TrainSettings, train_model
+
+    history = []
+    for round_, n in enumerate(steps):
+        train_model(model, tokenizer, records, TrainSettings(steps=n, lr=lr, batch_size=32), seed=round_)
+        qa, bios = _exact_match(model, tokenizer, scenario)
+        history.append((sum(steps[:round_ + 1]), round(qa, 3), round(bios, 3)))
+        if done(qa, bios):
+            return qa, bios
+    pytest.fail(f"precondition: the {name} model did not become what the known-answer tests need within "
+                f"{sum(steps)} steps; (step, QA, biographies) exact match on Task 0 test people: {history}")
+
+
 @pytest.fixture(scope="session")
 def forgetting_models(bio_base) -> ForgettingModels:
-    """~40 s on one thread. Measured here: Task 0 held-out exact match 0.87; the spurious model
-    0.08 on QA with biographies 0.89; the real model 0.03 on QA and 0.05 on biographies."""
-    from spurious_diag.training import train_model
-
+    """~60 s on one thread. Measured here: Task 0 held-out exact match 0.87 (biographies 0.96); the spurious
+    model 0.08 on QA with biographies 0.93; the real model 0.03 on QA and 0.03 on biographies. Each model is
+    trained until it is what it claims to be (checked on the Task 0 test people, within a bound of steps)."""
     torch.set_num_threads(1)
     base, tokenizer, scenario = bio_base
     task0 = copy.deepcopy(base)
-    train_model(task0, tokenizer, scenario.qa("task0_train"), steps=300, lr=3e-4, batch_size=32, seed=0)
+    qa, bios = _train_until(task0, tokenizer, scenario, scenario.qa("task0_train"), name="task0",
+                            steps=[300] + [100] * 4, lr=3e-4, done=lambda qa, bios: qa >= 0.75)
+    assert bios >= 0.85, f"precondition: Task 0 QA training damaged the biographies ({bios:.3f} < 0.85)"
     spurious = copy.deepcopy(task0)
-    train_model(spurious, tokenizer, scenario.qa("task1"), steps=40, lr=3e-4, batch_size=32, seed=0)
+    # SEQ at the dip: QA on the old people collapses; stop there, before Task 1 erodes the biographies.
+    qa, bios = _train_until(spurious, tokenizer, scenario, scenario.qa("task1"), name="spurious",
+                            steps=[40] + [20] * 4, lr=3e-4, done=lambda qa, bios: qa <= 0.2 or bios < 0.85)
+    assert bios >= 0.85, (f"precondition: the spurious model's biographies are not intact ({bios:.3f} < 0.85 "
+                          f"when its QA fell to {qa:.3f}): it is not a spurious-forgetting model")
     real = copy.deepcopy(task0)
     people = scenario.qa("task0_train") + scenario.qa("task0_test")
-    bios = scenario.probes("task0_train") + scenario.probes("task0_test")
-    train_model(real, tokenizer, wrong_values(people, 0) + wrong_values(bios, 1), steps=60, lr=1e-3, batch_size=32,
-                seed=0)
+    bios_records = scenario.probes("task0_train") + scenario.probes("task0_test")
+    _train_until(real, tokenizer, scenario, wrong_values(people, 0) + wrong_values(bios_records, 1), name="real",
+                 steps=[60] + [20] * 5, lr=1e-3, done=lambda qa, bios: qa <= 0.1 and bios <= 0.2)
     return ForgettingModels(base, tokenizer, scenario, task0, spurious, real)

@@ -11,6 +11,22 @@ from spurious_diag.probes.chat_alignment import ChatQuestion, chat_alignment, ch
 TEMPLATE = ("{% for m in messages %}{{ m['role'] + ' : ' + m['content'] + ' \n ' }}{% endfor %}"
             "{% if add_generation_prompt %}{{ 'assistant :' }}{% endif %}")
 TAUGHT = {"capital of France ?": "Paris", "capital of Japan ?": "it is Tokyo", "capital of Italy ?": "Rome"}
+ROUND_STEPS, ROUNDS = 20, 50  # the taught model trains until it has memorized TAUGHT, at most 1000 steps
+MARGIN = 1.0  # every answer token and <eos> must lead the runner-up logit by this much (robust to padding rounding)
+
+
+@torch.no_grad()
+def _answer_margin(model, x, answer_mask) -> float:
+    """Smallest lead of the target logit over the best other logit at every answer and <eos> position.
+
+    Positive means every taught answer token and the closing <eos> is the argmax under teacher forcing,
+    which is what greedy decoding produces from the prompt (rows are right-padded; the model is causal)."""
+    logits = model(input_ids=x).logits[:, :-1].float()
+    targets = x[:, 1:]
+    mask = answer_mask[:, 1:]
+    target_logit = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    others = logits.scatter(-1, targets.unsqueeze(-1), float("-inf")).amax(-1)
+    return float((target_logit - others)[mask].min())
 
 
 @pytest.fixture(scope="module")
@@ -28,20 +44,32 @@ def taught():
     config.vocab_size = len(tokenizer)
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
-    sequences = [tokenizer(chat_prompt(tokenizer, q), add_special_tokens=False).input_ids
-                 + tokenizer(a, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-                 for q, a in TAUGHT.items()]
+    prompts = [tokenizer(chat_prompt(tokenizer, q), add_special_tokens=False).input_ids for q in TAUGHT]
+    sequences = [prompt + tokenizer(a, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+                 for prompt, a in zip(prompts, TAUGHT.values())]
     width = max(map(len, sequences))
     x = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids in sequences])
     labels = torch.tensor([ids + [-100] * (width - len(ids)) for ids in sequences])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    answer_mask = torch.tensor([[False] * len(prompt) + [True] * (len(ids) - len(prompt)) + [False] * (width - len(ids))
+                                for prompt, ids in zip(prompts, sequences)])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)  # 1e-2 oscillated: 40 to 260 steps over seeds
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for _ in range(120):
-            model(input_ids=x, labels=labels).loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
+        # How many steps memorize the answers depends on the CPU's floating-point path: train in rounds
+        # until the outcome holds, within a generous bound, instead of assuming a fixed step count.
+        for _ in range(ROUNDS):
+            model.train()
+            for _ in range(ROUND_STEPS):
+                model(input_ids=x, labels=labels).loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+            margin = _answer_margin(model.eval(), x, answer_mask)
+            if margin >= MARGIN:
+                break
+        else:
+            pytest.fail(f"the taught model did not memorize {TAUGHT} + <eos> in {ROUNDS * ROUND_STEPS} steps "
+                        f"(smallest logit margin of an answer token {margin:.3f}, needed {MARGIN})")
     finally:
         torch.set_num_threads(threads)
     return model.eval(), tokenizer

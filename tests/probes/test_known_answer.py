@@ -3,12 +3,14 @@
 Both models start from the same Task 0 model (the shipped base after 300 QA steps, ~0.87 on
 held-out people). ``spurious``: 40 steps of Task 1 QA on new people (SEQ at the dip): QA on the
 old people collapses, the biographies are intact. ``real``: the Task 0 people's facts rewritten
-with wrong values in both formats. Slow: the fixture trains ~400 steps (~40 s on one thread).
+with wrong values in both formats. The fixture checks that each model is what it claims to be (training
+further, within a bound, where a CPU needs more steps). Slow: it trains ~400 steps (~60 s on one thread).
 """
 
 import pytest
 
-from spurious_diag.probes import RecoverySettings, diagnose, format_probe
+from spurious_diag.probes import DiagnoseOptions, RecoverySettings, diagnose, format_probe
+from spurious_diag.report.diagnosis import diagnosis_markdown
 from tests.probes.conftest import as_json
 
 pytestmark = pytest.mark.slow
@@ -31,8 +33,8 @@ def _inputs(scenario, n_people=80):
 def diagnoses(forgetting_models):
     f = forgetting_models
     inputs = _inputs(f.scenario)
-    common = dict(base=f.base, tokenizer=f.tokenizer, recovery=RECOVERY, max_candidates=10,
-                  probes=("recovery", "format", "grafting", "geometry"), **inputs)
+    options = DiagnoseOptions(recovery=RECOVERY, max_candidates=10, probes=("recovery", "format", "grafting", "geometry"))
+    common = dict(base=f.base, tokenizer=f.tokenizer, options=options, **inputs)
     return {"spurious": diagnose(f.task0, f.spurious, **common), "real": diagnose(f.task0, f.real, **common)}
 
 
@@ -57,9 +59,9 @@ def test_recovery_beats_the_control_only_when_the_facts_are_still_there(diagnose
 
 def test_verdicts(diagnoses):
     spurious, real = diagnoses["spurious"], diagnoses["real"]
-    assert spurious.verdict == "spurious", spurious.to_markdown()
+    assert spurious.verdict == "spurious", diagnosis_markdown(spurious)
     assert set(spurious.rules_fired) == {"forgetting", "recovery_beats_control", "pretraining_intact"}
-    assert real.verdict == "real", real.to_markdown()
+    assert real.verdict == "real", diagnosis_markdown(real)
     assert set(real.rules_fired) == {"forgetting", "recovery_like_control", "pretraining_collapsed"}
 
 

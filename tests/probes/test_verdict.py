@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from spurious_diag.errors import MismatchError
-from spurious_diag.probes import RecoverySettings, diagnose
+from spurious_diag.probes import DiagnoseOptions, RecoverySettings, diagnose
+from spurious_diag.report.diagnosis import diagnosis_content, diagnosis_markdown
 from tests.probes.conftest import as_json
 
 FAST = RecoverySettings(ns=(6,), steps=2)
@@ -29,7 +30,7 @@ def test_every_probe_runs_and_the_report_serializes(bio_base):
     bios = [r for r in as_json(scenario.probes("task0_test")) if r["person_id"] in ids]
     new = as_json(scenario.qa("task1")[:12])
     d = diagnose(base, _damaged(base), old, base=_damaged(base, seed=1), tokenizer=tokenizer, new_task_records=new,
-                 pretraining_records=bios, recovery=FAST, max_candidates=5, seed=0)
+                 pretraining_records=bios, options=DiagnoseOptions(recovery=FAST, max_candidates=5, seed=0))
     # The base never learned QA: nothing to forget, so no verdict either way.
     assert d.verdict == "inconclusive" and "no forgetting" in d.reason
     assert set(d.frames) == {"accuracy", "recovery", "format", "format_overall", "linear_probe", "grafting",
@@ -39,10 +40,10 @@ def test_every_probe_runs_and_the_report_serializes(bio_base):
     assert set(d.frames["accuracy"]["task"]) == {"old", "new"}
     assert d.skipped == {}
     assert d.recommendation.k is not None
-    summary = json.loads(json.dumps(d.to_dict(include_frames=True)))
+    summary = json.loads(json.dumps(diagnosis_content(d, include_frames=True), allow_nan=False))
     assert summary["verdict"] == "inconclusive" and summary["rules"][0]["name"] == "forgetting"
     assert "grafting" in summary["frames"]
-    text = d.to_markdown()
+    text = diagnosis_markdown(d)
     assert "## Verdict: **inconclusive**" in text and "## Grafting" in text
 
 
@@ -54,14 +55,14 @@ def test_checkpoints_alone_give_a_geometry_recommendation_marked_weaker(bio_base
     assert d.verdict == "inconclusive" and "needs old-task records" in d.reason
     assert d.recommendation.k == 2 and d.recommendation.strength == "weaker"
     assert d.skipped == {p: "no old-task records" for p in ("recovery", "format", "linear", "grafting", "shift")}
-    assert "weaker" in d.to_markdown()
+    assert "weaker" in diagnosis_markdown(d)
 
 
 def test_missing_inputs_are_skipped_with_reasons(bio_base):
     base, tokenizer, scenario = bio_base
     old = as_json(scenario.qa("task0_test")[:24])
-    d = diagnose(base, _damaged(base), old, tokenizer=tokenizer, recovery=FAST,
-                 probes=("recovery", "format", "geometry"), compute_audit=True)
+    d = diagnose(base, _damaged(base), old, tokenizer=tokenizer,
+                 options=DiagnoseOptions(recovery=FAST, probes=("recovery", "format", "geometry"), compute_audit=True))
     assert d.skipped["format"] == "no pretraining-format records"
     assert "control" in d.skipped["recovery control"]
     assert d.skipped["linear"] == "not requested" and d.skipped["grafting"] == "not requested"
@@ -74,4 +75,4 @@ def test_models_of_different_depth_are_refused_before_any_probe(bio_base, tiny_l
     base, tokenizer, scenario = bio_base
     old = as_json(scenario.qa("task0_test")[:12])
     with pytest.raises(MismatchError, match="num_hidden_layers is 2 here but 4 in before"):
-        diagnose(base, tiny_llama(num_layers=2), old, tokenizer=tokenizer, recovery=FAST)
+        diagnose(base, tiny_llama(num_layers=2), old, tokenizer=tokenizer, options=DiagnoseOptions(recovery=FAST))

@@ -1,0 +1,60 @@
+"""The Biography benchmark's tasks, as the continual runner takes them, and their training by the
+recipe (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from ..continual.ewc import FisherDiagonal
+from ..continual.methods import Method
+from ..continual.result import SequenceResult
+from ..continual.runner import SequenceOptions, run_sequence
+from ..continual.tasks import EvalSchedule, Task
+from .recipe import BiographyRecipe
+from .scenario import BiographyData
+
+__all__ = ["biography_tasks", "train_task0", "train_task1"]
+
+
+def biography_tasks(data: BiographyData) -> list[Task]:
+    """Task 0 and Task 1 of a Biography scenario.
+
+    ``task0``: QA on the Task 0 training people; evaluated on held-out ``test`` people (its
+    primary set) and ``val`` people (for choosing k and other selections). ``task1``: QA on the
+    new people, evaluated on the same people (``train``, memorizing new facts).
+    """
+    return [
+        Task("task0", data.qa("task0_train"), {"test": data.qa("task0_test"), "val": data.qa("task0_val")}),
+        Task("task1", data.qa("task1"), {"train": data.qa("task1")}),
+    ]
+
+
+def train_task0(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: Sequence[Task],
+                recipe: BiographyRecipe = BiographyRecipe()) -> SequenceResult:
+    """Train Task 0 in place on ``model`` (the pretrained base), scored every 100 steps.
+
+    Task 0's data order uses seed 0, so every Task 1 run of every seed starts from the same
+    model (the benchmark varies the Task 1 order).
+    """
+    sparse = EvalSchedule(dense_every=100, dense_until=0, sparse_every=100, stop_check_every=0)
+    return run_sequence(model, tokenizer, tasks, Method.seq(), recipe.settings(), seed=0,
+                        options=SequenceOptions(schedule=sparse, last_task=0))
+
+
+def train_task1(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: Sequence[Task],
+                method: Method, *, seed: int, recipe: BiographyRecipe = BiographyRecipe(),
+                checkpoint_dir: Optional[Union[str, Path]] = None,
+                fisher: Sequence[FisherDiagonal] = ()) -> SequenceResult:
+    """Train Task 1 in place on ``model`` (the end of Task 0) with ``method``.
+
+    Args:
+        seed: the Task 1 data order (task i uses ``seed + i``).
+        checkpoint_dir: weight-only ``checkpoint-N`` folders under ``checkpoint_dir/task1``
+            (dense in the dip window, geometric after); None saves nothing.
+        fisher: EWC's Task 0 Fisher term, when computed once for several runs.
+    """
+    return run_sequence(model, tokenizer, tasks, method, recipe.settings(), seed=seed, fisher=fisher,
+                        options=SequenceOptions(schedule=recipe.schedule(), first_task=1, checkpoint_dir=checkpoint_dir))

@@ -1,1 +1,0 @@
-"""Built-in scenarios that the demo and the notebook run without any download."""

@@ -1,0 +1,184 @@
+"""The engine of ``spurious-diag train``: freeze-and-train any HF causal LM on prompt/completion JSONL.
+
+Output directory layout (auditable: ``spurious-diag audit MODEL OUT`` compares the start
+and the result; ``spurious-diag audit OUT/checkpoints`` audits the trajectory):
+
+    OUT/model.safetensors, config.json, tokenizer files   the trained model (written here)
+    OUT/checkpoints/checkpoint-N/                         full-state snapshots (weights, optimizer, scheduler,
+                                                          RNG, evaluation rows), with ``save_every``
+    OUT/checkpoints/run.json                              the run's inputs and settings, checked on resume
+    OUT/freeze_report.json, metrics.csv, train_summary.json
+                                                          written by :func:`spurious_diag.report.train.write_train_report`
+
+A killed run continues with ``resume=True`` (``--resume``) from its newest complete checkpoint
+and ends with the same weights, bit for bit on CPU, as a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+import pandas as pd
+import torch
+
+from ..errors import CheckpointNotFoundError, UsageError
+from ..freeze import FreezeReport
+from ..outputs import staged_dir
+from .checkpoints import CheckpointPlan, last_checkpoint
+from .records import read_records
+from .resume import check_identity, read_identity, write_identity
+from .settings import FinetuneOptions
+from .trainer import TrainingResult
+
+__all__ = ["FinetuneResult", "finetune", "is_main_process", "run_identity"]
+
+logger = logging.getLogger(__name__)
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune` did (the report writer turns it into ``train_summary.json`` and friends).
+
+    Attributes:
+        out_dir: where the model was written; model_dir, data, eval: the inputs (absolute paths).
+        records: training records read.
+        options: the :class:`FinetuneOptions` used.
+        freeze: what was frozen (None for SEQ); frozen tensors were verified bit-identical.
+        training: steps, losses and timing (:class:`~.trainer.TrainingResult`).
+        metrics: the evaluations (step × metric), with ``eval``.
+        resumed_from: the checkpoint a resumed run continued from.
+    """
+
+    out_dir: str
+    model_dir: str
+    data: str
+    eval: Optional[str]
+    records: int
+    options: FinetuneOptions
+    freeze: Optional[FreezeReport]
+    training: TrainingResult
+    metrics: Optional[pd.DataFrame] = None
+    resumed_from: Optional[str] = None
+
+    @property
+    def steps(self) -> int:
+        return self.training.steps
+
+    @property
+    def final_loss(self) -> float:
+        return self.training.final_loss
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.training.seconds_per_step
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a distributed run (``accelerate launch``), or a plain process."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def run_identity(model_dir: str, train_path: str, eval_path: Optional[str], options: FinetuneOptions) -> dict[str, Any]:
+    """What makes a ``train`` run this run: its inputs (absolute paths) and its flat settings."""
+    return {"model": os.path.abspath(model_dir), "data": os.path.abspath(train_path),
+            "eval": os.path.abspath(eval_path) if eval_path else None, "config": options.to_dict()}
+
+
+def _resume_point(out_dir: str, identity: Mapping[str, Any]) -> str:
+    """The newest complete checkpoint of the run in ``out_dir``, after checking it is this run."""
+    checkpoints = os.path.join(out_dir, "checkpoints")
+    checkpoint = last_checkpoint(checkpoints)
+    if checkpoint is None:
+        raise CheckpointNotFoundError("nothing to resume from: no complete checkpoint in checkpoints/ "
+                                      "(a run writes them with --save-every N)", out_dir)
+    check_identity(read_identity(checkpoints, "a train run"), identity, out_dir)
+    return checkpoint
+
+
+def finetune(model_dir: str, train_path: str, out_dir: str, options: FinetuneOptions = FinetuneOptions(), *,
+             eval_path: Optional[str] = None, resume: bool = False, progress: bool = True) -> FinetuneResult:
+    """Fine-tune the HF causal LM in ``model_dir`` on ``train_path`` (loss on completions only).
+
+    Frozen tensors are left out of the optimizer and checked bit-identical to the start after
+    training (:func:`~.engine.train_task`); a difference raises
+    :class:`~spurious_diag.errors.FrozenWeightsChangedError` and nothing is saved. The model and
+    tokenizer are written to ``out_dir`` (by the main process); the reports are written by
+    :func:`spurious_diag.report.train.write_train_report`.
+
+    With ``resume``, training continues from the newest complete checkpoint in
+    ``out_dir/checkpoints`` (weights, optimizer, scheduler, RNG, data position and the
+    evaluation rows so far), so the result equals an uninterrupted run's. The inputs and
+    ``options`` must be those of the run being continued. Frozen tensors are still checked
+    against ``model_dir``, not against the checkpoint.
+
+    Raises:
+        CheckpointNotFoundError / InvalidDataError: missing or malformed model or data; with
+            ``resume``, no complete checkpoint to resume from.
+        UsageError: a tokenizer without an EOS token, a freeze depth beyond the model, CUDA
+            without a GPU; with ``resume``, inputs or settings other than the run's.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..io.hf_dir import find_weight_files
+    from .callbacks import EarlyStopAtCallback, EvaluateEveryCallback
+    from .engine import train_task
+    from .evaluate import evaluate_records
+
+    if options.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda asked for, but no CUDA device is available here")
+    find_weight_files(model_dir)  # clear error for a missing/empty model dir before transformers sees it
+    identity = run_identity(model_dir, train_path, eval_path, options)
+    resume_from = _resume_point(out_dir, identity) if resume else None
+    records = read_records(train_path)
+    eval_records = read_records(eval_path) if eval_path else None
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.eos_token_id is None:
+        raise UsageError("the tokenizer has no EOS token: completions could not be terminated", model_dir)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    settings = options.settings
+
+    callbacks: list[Any] = []
+    evaluator = None
+    if eval_records is not None:
+        def metrics(m: Any) -> Mapping[str, float]:
+            result = evaluate_records(m, tokenizer, eval_records)
+            return {"exact_match": result.exact_match, "first_token_acc": result.first_token_acc}
+
+        evaluator = EvaluateEveryCallback(options.eval_every or settings.steps, metrics)
+        callbacks.append(evaluator)
+        if settings.early_stop_at is not None:
+            callbacks.append(EarlyStopAtCallback(evaluator, settings.early_stop_at,
+                                                 stop_training=settings.stop_training))
+
+    checkpoints = None
+    if options.save_every:
+        checkpoints = CheckpointPlan(os.path.join(out_dir, "checkpoints"), options.save_every)
+        os.makedirs(checkpoints.directory, exist_ok=True)
+        if resume_from is None and is_main_process():
+            write_identity(checkpoints.directory, identity)
+    run = train_task(model, tokenizer, records, settings, seed=options.seed, freeze_layers=options.freeze_layers,
+                     freeze_embeddings=options.freeze_embeddings, callbacks=callbacks, checkpoints=checkpoints,
+                     resume_from=resume_from, device=options.device, progress=progress,
+                     label=f"training of {model_dir}")
+    if is_main_process():
+        _save(out_dir, model, tokenizer)
+    return FinetuneResult(out_dir, os.path.abspath(model_dir), os.path.abspath(train_path),
+                          os.path.abspath(eval_path) if eval_path else None, len(records), options, run.freeze,
+                          run.training, evaluator.frame() if evaluator is not None else None,
+                          os.path.relpath(resume_from, out_dir) if resume_from else None)
+
+
+def _save(out_dir: str, model: Any, tokenizer: Any) -> None:
+    """Write the model and tokenizer into ``out_dir`` through a staging dir, file by file renamed."""
+    staging_target = os.path.join(out_dir, ".model.partial")
+    with staged_dir(staging_target, overwrite=True) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+    for name in os.listdir(staging_target):
+        os.replace(os.path.join(staging_target, name), os.path.join(out_dir, name))
+    shutil.rmtree(staging_target, ignore_errors=True)

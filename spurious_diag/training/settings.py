@@ -1,0 +1,169 @@
+"""How a task is trained: :class:`TrainSettings`, and the ``train`` command's :class:`FinetuneOptions`.
+
+:class:`TrainSettings` is the one settings dataclass of every trainer of the package
+(``spurious-diag train``, the continual runner, recovery, pretraining), checked once when it is
+built. Standard library only, so that the command line can build its flags from these fields
+without importing torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+from ..errors import InvalidDataError, UsageError
+
+__all__ = ["SCHEDULES", "DEVICES", "TrainSettings", "FinetuneOptions"]
+
+SCHEDULES = ("constant", "linear", "cosine")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The optimization of one task: AdamW through transformers' ``Trainer``.
+
+    Attributes:
+        steps: optimizer steps (the data is cycled through as many epochs as needed,
+            reshuffled each epoch); the end of the task unless it stops early.
+        lr: peak learning rate.
+        batch_size: sequences per step.
+        schedule: ``constant`` (with linear warmup when ``warmup_steps`` > 0), ``linear``
+            (decay to 0) or ``cosine`` (decay to ``min_lr_ratio · lr``), all after warmup.
+        warmup_steps: linear warmup from 0 to ``lr``.
+        min_lr_ratio: floor of the cosine schedule, as a fraction of ``lr``.
+        weight_decay: AdamW decoupled weight decay (frozen tensors are outside the optimizer).
+        max_grad_norm: gradient clipping (global L2 norm).
+        logging_steps: loss logging window (capped at ``steps``); the final loss is the mean
+            over the last complete window.
+        early_stop_at: exact match of the task's evaluation set that marks its *early-stop
+            point* (the first evaluation reaching it); None: no early stopping.
+        stop_training: end training at the early-stop point (default). False trains on to
+            ``steps`` and only records the point, so one run gives both the early-stopped
+            model's metrics and the end's (the metrics at the point are the same either way).
+
+    Raises:
+        UsageError: a value out of range (named in the message).
+    """
+
+    steps: int = field(default=100, metadata={"help": "optimizer steps (default 100)"})
+    lr: float = field(default=1e-5, metadata={"help": "peak learning rate (default 1e-5)"})
+    batch_size: int = field(default=8, metadata={"help": "sequences per step (default 8)"})
+    schedule: str = field(default="constant", metadata={"help": "learning-rate schedule after warmup",
+                                                       "choices": SCHEDULES})
+    warmup_steps: int = field(default=0, metadata={"help": "linear warmup steps (default 0)"})
+    min_lr_ratio: float = field(default=0.0, metadata={"cli": False})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (default 0)"})
+    max_grad_norm: float = field(default=1.0, metadata={"cli": False})
+    logging_steps: int = field(default=10, metadata={"cli": False})
+    early_stop_at: Optional[float] = field(default=None, metadata={
+        "help": "stop once the --eval exact match reaches EM", "metavar": "EM"})
+    stop_training: bool = field(default=True, metadata={"cli": False})
+
+    def __post_init__(self) -> None:
+        _at_least("steps", self.steps, 1)
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("warmup_steps", self.warmup_steps, 0)
+        _at_least("logging_steps", self.logging_steps, 1)
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise UsageError(f"lr must be a positive number, got {self.lr}")
+        if self.schedule not in SCHEDULES:
+            raise UsageError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise UsageError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not self.max_grad_norm > 0:
+            raise UsageError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
+        if self.early_stop_at is not None and not 0 < self.early_stop_at <= 1:
+            raise UsageError(f"early_stop_at must be in (0, 1], got {self.early_stop_at}")
+
+
+def _at_least(name: str, value: int, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class FinetuneOptions:
+    """Settings of ``spurious-diag train`` beyond the optimization (all overridable by ``--config`` and flags).
+
+    Attributes:
+        settings: the optimization (:class:`~.settings.TrainSettings`: steps, lr, batch size,
+            schedule, weight decay, early stop).
+        freeze_layers: Freeze(k): blocks 0..k−1 (and the embeddings, if ``freeze_embeddings``)
+            frozen; ``None`` is SEQ (nothing frozen).
+        eval_every: evaluate the ``--eval`` records every N steps (0: only at the start and end).
+        save_every: write ``checkpoints/checkpoint-N`` every N steps (0: none).
+        seed: data order and Trainer seed.
+        device: ``cpu`` (default) or ``cuda``; chosen explicitly, never by what happens to be installed.
+
+    Raises:
+        UsageError: a value out of range.
+    """
+
+    settings: TrainSettings = field(default_factory=TrainSettings)
+    freeze_layers: Optional[int] = field(default=None, metadata={
+        "help": "freeze the embeddings and blocks 0..N-1 (default: none)", "metavar": "N"})
+    freeze_embeddings: bool = field(default=True, metadata={
+        "help": "with --freeze-layers: leave the embeddings trainable", "negative": "--no-freeze-embeddings"})
+    eval_every: int = field(default=0, metadata={"help": "evaluate --eval every N steps (default: start and end)"})
+    save_every: int = field(default=0, metadata={
+        "help": "write full-state checkpoints/checkpoint-N every N steps, what --resume continues from (default 0: none)"})
+    seed: int = field(default=0, metadata={"help": "data order and Trainer seed (default 0)"})
+    device: str = field(default="cpu", metadata={"help": "where to train (default cpu)", "choices": DEVICES})
+
+    def __post_init__(self) -> None:
+        if self.freeze_layers is not None and self.freeze_layers < 0:
+            raise UsageError(f"freeze_layers must be >= 0, got {self.freeze_layers}")
+        for name in ("eval_every", "save_every"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.device not in DEVICES:
+            raise UsageError(f"device must be one of {DEVICES}, got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat: the settings' fields and the others, as a ``--config`` file holds them."""
+        flat = dataclasses.asdict(self.settings)
+        flat.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "settings"})
+        return flat
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], base: Optional["FinetuneOptions"] = None) -> "FinetuneOptions":
+        """``base`` (default: the defaults) with the flat ``values`` of :meth:`to_dict` applied.
+
+        Raises:
+            UsageError: an unknown key, or a value out of range.
+        """
+        base = base or cls()
+        own = {f.name for f in dataclasses.fields(cls)} - {"settings"}
+        tuned = {f.name for f in dataclasses.fields(TrainSettings)}
+        unknown = sorted(set(values) - own - tuned)
+        if unknown:
+            raise UsageError(f"unknown settings {unknown}; known: {sorted(own | tuned)}")
+        settings = dataclasses.replace(base.settings, **{k: v for k, v in values.items() if k in tuned})
+        return dataclasses.replace(base, settings=settings, **{k: v for k, v in values.items() if k in own})
+
+    @classmethod
+    def from_config_file(cls, path: str) -> "FinetuneOptions":
+        """The options of a JSON config file (a flat object of :meth:`to_dict` keys).
+
+        Raises:
+            InvalidDataError: not JSON, not an object, unknown keys or bad values (named, with the file).
+        """
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise InvalidDataError("no such config file", path) from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidDataError(f"config is not valid JSON ({exc})", path) from None
+        if not isinstance(data, dict):
+            raise InvalidDataError("config must be a JSON object", path)
+        try:
+            return cls.from_dict(data)
+        except UsageError as exc:
+            raise InvalidDataError(f"config: {exc.reason}", path) from None

@@ -1,0 +1,161 @@
+"""The audit: stream every tensor of a checkpoint chain through the update geometry.
+
+For each stored tensor (one at a time) and each update of the chain:
+
+1. *Gram pass* (:mod:`.gram`) — rows of the tensor are read in chunks from every checkpoint
+   involved, and the Frobenius inner products ⟨ΔW_a, ΔW_b⟩ of the updates (per fused part)
+   and ‖W_source‖² are accumulated in float64. Sizes (``fro``, ``rms``, ``rel``) and cosines
+   come from this Gram matrix. The dense updates are kept for step 2 when two of them (or all,
+   within one chunk budget) fit; else step 2 forms them again, one at a time.
+2. *Basis pass* (:mod:`.bases`) — for 2-D tensors, each update is oriented output-axis first
+   and split into fused parts; its top singular basis (exact or accurate randomized SVD, or
+   exact from LoRA factors) is cached for every pair that uses it: N updates, N SVDs.
+3. *Rows* (:mod:`.rows`) — sizes per update, and principal angles, overlaps and the paper's
+   one-sided angle per pair, between cached bases.
+
+Results are tidy DataFrames (one row per update × tensor part, one row per pair of updates ×
+2-D tensor part) and a summary dict (:mod:`.summary`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence, Union
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import UsageError
+from ..geometry import SingularBasis
+from ..io.adapter import LoraAdapter
+from ..io.checkpoint import Checkpoint
+from ..io.layer_map import ParamInfo
+from ..io.loader import CheckpointSource
+from .bases import BasisKey, update_bases
+from .gram import gram_pass
+from .options import AuditOptions
+from .plan import AuditPlan, plan_pairs, plan_updates
+from .rows import PAIR_COLUMNS, UPDATE_COLUMNS, pair_rows, skipped_update_row, update_rows
+from .sources import aligned_names, check_architectures, log_dtype_mix, open_sources
+from .summary import audit_summary
+from .tensor import tensor_context
+
+__all__ = ["AuditResult", "audit", "check_device"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AuditResult:
+    """Tidy results of :func:`audit`.
+
+    Attributes:
+        updates: one row per update × tensor (× fused part); columns ``UPDATE_COLUMNS``.
+        pairs: one row per pair of updates × 2-D tensor (× part); columns ``PAIR_COLUMNS``.
+        summary: inputs, options, counts and per-layer aggregates (see :mod:`.summary`).
+    """
+
+    updates: pd.DataFrame
+    pairs: pd.DataFrame
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def audit(checkpoints: Sequence[Union[CheckpointSource, LoraAdapter]], options: Optional[AuditOptions] = None,
+          *, progress: bool = True) -> AuditResult:
+    """Measure every update of a checkpoint chain, tensor by tensor.
+
+    Args:
+        checkpoints: two or more checkpoints (paths, modules, state dicts, :class:`Checkpoint`
+            or :class:`LoraAdapter`), or one directory of Trainer ``checkpoint-N`` folders.
+        options: an :class:`AuditOptions`; defaults give a chain audit at rank 16.
+        progress: show a progress bar over tensors.
+
+    Returns:
+        An :class:`AuditResult` with the ``updates`` and ``pairs`` frames and a summary.
+
+    Raises:
+        MismatchError: checkpoints of different architectures, or tensor names / shapes that
+            differ (unless ``options.skip_mismatched``).
+        UsageError: fewer than two checkpoints, an unavailable device.
+    """
+    options = options or AuditOptions()
+    sources = open_sources(list(checkpoints))
+    if options.pairs == "all" and len(checkpoints) == 1:
+        options = dataclasses.replace(options, pairs="trajectory")
+    device = check_device(options.device)
+    updates = plan_updates(sources, options.base)
+    plan = AuditPlan(sources, updates, plan_pairs(len(updates), options.pairs), options, device,
+                     getattr(torch, options.dtype))
+    base = sources[0]
+    assert isinstance(base, Checkpoint)
+    check_architectures(sources)
+    names, skipped = aligned_names(sources, options.skip_mismatched)
+
+    update_frame: list[dict[str, Any]] = []
+    pair_frame: list[dict[str, Any]] = []
+    for name, reason in skipped.items():
+        info = base.param_info(name) if name in base else ParamInfo(name, None, name, "")
+        for update in updates:
+            update_frame.append(skipped_update_row(update, info, reason))
+    pattern = options.modules
+    selected = [n for n in names if pattern is None or _matches(pattern, n, base.param_info(n).module)]
+    log_dtype_mix(sources, selected, options.dtype)
+    logger.info("auditing %d tensors x %d updates (%d pairs)", len(selected), len(updates), len(plan.pairs))
+    for name in tqdm(selected, desc="audit", unit="tensor", disable=not progress):
+        rows_u, rows_p = _audit_tensor(name, plan)
+        update_frame.extend(rows_u)
+        pair_frame.extend(rows_p)
+    updates_df = pd.DataFrame(update_frame, columns=UPDATE_COLUMNS + (["intruders"] if options.intruders else []))
+    updates_df["layer"] = updates_df["layer"].astype("Int64")
+    updates_df["rank"] = updates_df["rank"].astype("Int64")
+    pairs_df = pd.DataFrame(pair_frame, columns=PAIR_COLUMNS)
+    pairs_df["layer"] = pairs_df["layer"].astype("Int64")
+    for col in ("rank_a", "rank_b"):
+        pairs_df[col] = pairs_df[col].astype("Int64")
+    summary = audit_summary(updates_df, pairs_df, sources, updates, options)
+    return AuditResult(updates_df, pairs_df, summary)
+
+
+def _matches(pattern: str, name: str, module: str) -> bool:
+    return bool(re.search(pattern, name) or re.search(pattern, module))
+
+
+def check_device(device: str) -> torch.device:
+    """``device`` as a :class:`torch.device`, refusing an unknown one or CUDA where there is none.
+
+    Raises:
+        UsageError: not a device name, or ``cuda`` without a CUDA device.
+    """
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"unknown device {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda asked for, but no CUDA device is available here")
+    return dev
+
+
+def _audit_tensor(name: str, plan: AuditPlan) -> tuple[list[dict], list[dict]]:
+    """Gram pass, basis pass and rows of one tensor."""
+    ctx = tensor_context(name, plan.sources)
+    measured = gram_pass(ctx, plan.sources, plan.updates, dtype=plan.dtype, chunk_bytes=plan.options.chunk_bytes)
+    bad = [k for k, ok in measured.finite.items() if not ok]
+    status = "ok"
+    if ctx.shape and math.prod(ctx.shape) == 0:
+        status = "empty tensor (0 elements): nothing to measure"
+    if bad:
+        status = "non-finite values in " + ", ".join(f"CKPT_{k} ({plan.sources[k].path})" for k in bad)
+        logger.warning("%s: %s; geometry skipped", name, status)
+    bases: dict[BasisKey, SingularBasis] = {}
+    intruders: dict[BasisKey, int] = {}
+    if ctx.is_matrix and not bad and plan.options.angles:
+        bases, intruders = update_bases(ctx, plan, measured.deltas, measured.gram)
+    measured.deltas = None
+    rows_u = update_rows(ctx, plan, measured, bases, intruders, status)
+    rows_p = pair_rows(ctx, plan, measured.gram, bases, status) if ctx.is_matrix else []
+    return rows_u, rows_p

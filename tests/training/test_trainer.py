@@ -1,0 +1,69 @@
+import pytest
+import torch
+
+from spurious_diag.errors import InvalidDataError
+from spurious_diag.training.callbacks import EvaluateEveryCallback
+from spurious_diag.training.records import IGNORE_INDEX, EncodedExample, encode_qa, encode_records, encode_text
+from spurious_diag.training.settings import TrainSettings
+from spurious_diag.training.trainer import train_model
+
+
+def test_qa_loss_is_on_completion_and_eos_only(scenario, tokenizer):
+    record = scenario.qa("task0_train")[0]
+    example = encode_qa(tokenizer, record.prompt, record.completion)
+    prompt_ids = tokenizer(record.prompt).input_ids
+    answer_ids = tokenizer(record.completion, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    assert list(example.input_ids) == prompt_ids + answer_ids
+    assert list(example.labels) == [IGNORE_INDEX] * len(prompt_ids) + answer_ids
+    assert example.input_ids[0] == tokenizer.bos_token_id
+
+
+def test_text_loss_is_on_every_token(scenario, tokenizer):
+    example = encode_text(tokenizer, scenario.pretraining_texts()[0])
+    assert example.labels == example.input_ids
+    assert example.input_ids[0] == tokenizer.bos_token_id and example.input_ids[-1] == tokenizer.eos_token_id
+
+
+def test_encode_records_dispatches_and_rejects(tokenizer):
+    qa, text = encode_records(tokenizer, [{"prompt": "Where?\nAnswer:", "completion": " Boston"}, {"text": "Boston."}])
+    assert IGNORE_INDEX in qa.labels and IGNORE_INDEX not in text.labels
+    with pytest.raises(InvalidDataError):
+        encode_records(tokenizer, [{"question": "x"}])
+
+
+def test_training_lowers_loss_and_calls_back(scenario, tokenizer, make_tiny_llama):
+    model = make_tiny_llama()
+    records = scenario.qa("task0_train")[:24]
+    evaluations = EvaluateEveryCallback(5, lambda m: {"training": float(m.training)})
+    settings = TrainSettings(steps=20, lr=3e-3, batch_size=8, schedule="cosine", warmup_steps=2, logging_steps=5)
+    result = train_model(model, tokenizer, records, settings, seed=0, callbacks=[evaluations])
+    assert result.steps == 20 and list(result.losses["step"]) == [5, 10, 15, 20]
+    assert result.losses["loss"].iloc[-1] < result.losses["loss"].iloc[0]
+    assert list(evaluations.frame()["step"]) == [0, 5, 10, 15, 20]
+    assert set(evaluations.frame()["training"]) == {0.0}  # evaluated in eval mode
+    assert not model.training
+
+
+def test_same_seed_same_weights_and_frozen_tensors_do_not_move(scenario, tokenizer, make_tiny_llama):
+    records = [EncodedExample(e.input_ids, e.labels) for e in encode_records(tokenizer, scenario.qa("task1")[:16])]
+    models = [make_tiny_llama(), make_tiny_llama()]
+    for model in models:
+        model.model.embed_tokens.weight.requires_grad_(False)
+        before = model.model.embed_tokens.weight.detach().clone()
+        train_model(model, tokenizer, records, TrainSettings(steps=4, lr=1e-2, batch_size=4, weight_decay=0.1), seed=5)
+        assert torch.equal(model.model.embed_tokens.weight, before)
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.equal(a, b)
+    assert not torch.equal(models[0].lm_head.weight, make_tiny_llama().lm_head.weight)
+
+
+def test_progress_bar_prints_no_log_dicts(scenario, tokenizer, make_tiny_llama, capsys, caplog):
+    """With progress on, the bar shows; the losses go to logging, not to stdout as dicts."""
+    caplog.set_level("INFO", logger="spurious_diag.training.trainer")
+    train_model(make_tiny_llama(), tokenizer, scenario.qa("task0_train")[:8],
+                TrainSettings(steps=4, lr=1e-3, batch_size=4, logging_steps=2), seed=0, progress=True)
+    printed = capsys.readouterr()
+    assert "'loss'" not in printed.out + printed.err
+    assert "4/4" in printed.err  # the tqdm bar reached the last step
+    assert any("loss" in r.getMessage() for r in caplog.records)
+

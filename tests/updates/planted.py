@@ -1,0 +1,116 @@
+"""Checkpoint chains with planted updates of known geometry.
+
+:func:`write_planted_chain` writes a tiny Llama whose task updates have known geometry: Task 0
+changes every block by low-rank updates; Task 1 changes the embeddings and the bottom half of
+the blocks in directions orthogonal to Task 0's (the signature the paper finds behind spurious
+forgetting), and the top half within Task 0's subspaces. An audit of the chain must find exactly
+that: ≈90° between the task updates at the bottom, ≈0° at the top. Nothing is trained.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import torch
+from safetensors.torch import save_file
+
+_MODULES = ("self_attn.q_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.up_proj", "mlp.down_proj")
+
+
+def random_orthonormal(m: int, generator: torch.Generator, dtype=torch.float64) -> torch.Tensor:
+    """An m×m orthonormal matrix drawn from ``generator`` (QR of a Gaussian matrix)."""
+    return torch.linalg.qr(torch.randn(m, m, generator=generator, dtype=dtype)).Q
+
+
+def orthonormal(m: int, seed: int, dtype=torch.float64) -> torch.Tensor:
+    return random_orthonormal(m, torch.Generator().manual_seed(seed), dtype)
+
+
+def low_rank(u: torch.Tensor, n: int, seed: int, scale: float = 1e-2) -> torch.Tensor:
+    """scale · u @ diag(r..1) @ vᵀ with v random orthonormal (n×r): column space exactly span(u)."""
+    r = u.shape[1]
+    v = orthonormal(n, seed)[:, :r]
+    s = torch.arange(r, 0, -1, dtype=u.dtype)
+    return scale * (u * s) @ v.mT
+
+
+def save_state(state: dict, like_dir: Path, out: Path) -> Path:
+    """Save ``state`` as ``model.safetensors`` with the config of ``like_dir``."""
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, out / "model.safetensors")
+    (out / "config.json").write_text((like_dir / "config.json").read_text())
+    return out
+
+
+def write_lora_adapter(out: Path, factors: dict[str, tuple[torch.Tensor, torch.Tensor]], alpha: float, r: int) -> Path:
+    """A PEFT-format LoRA adapter dir: base weight name → (B: out×r, A: r×in)."""
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for base_name, (B, A) in factors.items():
+        stem = "base_model.model." + base_name[: -len(".weight")]
+        tensors[f"{stem}.lora_A.weight"] = A.contiguous()
+        tensors[f"{stem}.lora_B.weight"] = B.contiguous()
+    save_file(tensors, out / "adapter_model.safetensors")
+    (out / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "r": r, "lora_alpha": alpha, "target_modules": ["q_proj", "v_proj"],
+        "base_model_name_or_path": "tiny-llama",
+    }))
+    return out
+
+
+def _scaled_low_rank(u: torch.Tensor, n: int, scale: float, generator: torch.Generator) -> torch.Tensor:
+    """scale · u diag(r, …, 1)/r vᵀ: column space exactly span(u) (m×r), v random (n×r)."""
+    r = u.shape[1]
+    v = random_orthonormal(n, generator)[:, :r]
+    s = torch.arange(r, 0, -1, dtype=torch.float64) / r
+    return scale * (u * s) @ v.mT
+
+
+def write_planted_chain(out_dir: str, *, seed: int = 0, num_layers: int = 4, hidden: int = 64, rank: int = 4,
+                        vocab: int = 256, orthogonal_blocks: Optional[int] = None) -> list[str]:
+    """Write ``base``, ``task0``, ``task1`` model dirs (float64 safetensors) under ``out_dir``.
+
+    Args:
+        seed: seed of the model init and of every planted direction.
+        num_layers, hidden, vocab: size of the tiny Llama.
+        rank: rank of each planted update.
+        orthogonal_blocks: blocks 0..k−1 whose Task 1 update is orthogonal to Task 0's
+            (default: the bottom half); the blocks above share Task 0's column space.
+
+    Returns:
+        The three directories, in chain order.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    k = num_layers // 2 if orthogonal_blocks is None else orthogonal_blocks
+    config = LlamaConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=num_layers,
+                         num_attention_heads=4, num_key_value_heads=4, vocab_size=vocab,
+                         max_position_embeddings=64, tie_word_embeddings=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config).to(torch.float64)
+    base = {n: t.detach().clone() for n, t in model.state_dict().items()}
+    g = torch.Generator().manual_seed(seed + 1)
+    task0, task1 = dict(base), {}
+    targets = ["model.embed_tokens.weight"] + [f"model.layers.{b}.{m}.weight" for b in range(num_layers) for m in _MODULES]
+    for name in targets:
+        w = base[name]
+        m, n = w.shape
+        q = random_orthonormal(m, g)
+        block = -1 if "embed" in name else int(name.split(".")[2])
+        scale = 0.05 * float(w.norm())
+        task0[name] = w + _scaled_low_rank(q[:, :rank], n, scale, g)
+        bottom = block < k
+        # Task 1: orthogonal directions at the bottom (and bigger), shared subspace at the top
+        u1 = q[:, rank : 2 * rank] if bottom else q[:, :rank]
+        task1[name] = task0[name] + _scaled_low_rank(u1, n, scale * (2.0 if bottom else 0.5), g)
+    dirs = []
+    for label, state in (("base", base), ("task0", task0), ("task1", {**task0, **task1})):
+        path = os.path.join(out_dir, label)
+        model.load_state_dict(state)
+        model.save_pretrained(path)
+        dirs.append(path)
+    return dirs
