@@ -1,4 +1,5 @@
-"""Pure math on weight updates: sizes, singular bases, principal angles, overlaps, intruders.
+"""Pure math on weight updates: sizes, singular bases, principal angles, overlaps, intruders, and the
+rounding-noise floor of stored weights (:mod:`.noise`).
 
 Every function takes torch tensors (any float dtype, any device; half
 precision is upcast to float32 per tensor) and returns Python floats or
@@ -19,11 +20,18 @@ from .angles import (
 from .bases import randomized_svd, top_singular_basis
 from .factored import FactoredUpdate
 from .intruders import IntruderResult, intruder_dimensions
-from .sizes import UpdateSizes, random_cosine_scale, update_cosine, update_sizes
+from .noise import factored_noise, noise_edge, rounding_noise_sq, rounding_variance, ulp
+from .sizes import UpdateSizes, accumulated_products, random_cosine_scale, update_cosine, update_sizes
 from .spectrum import SingularBasis, energy_rank
 
 __all__ = [
     "UpdateSizes",
+    "accumulated_products",
+    "ulp",
+    "rounding_variance",
+    "rounding_noise_sq",
+    "noise_edge",
+    "factored_noise",
     "update_sizes",
     "update_cosine",
     "random_cosine_scale",

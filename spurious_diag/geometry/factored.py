@@ -113,16 +113,18 @@ class FactoredUpdate:
         return self.scale * float(((b.mT @ d) * a).sum())
 
     def basis(
-        self, rank: int = 16, *, energy: Optional[float] = None, max_rank: Optional[int] = 64
+        self, rank: int = 16, *, energy: Optional[float] = None, max_rank: Optional[int] = 64,
+        noise_floor: float = 0.0,
     ) -> SingularBasis:
         """Top singular basis of ΔW, exact, from the cached core SVD.
 
         Same rank rules as :func:`top_singular_basis`: ``rank`` triplets, or the
         energy rank (fraction ``energy`` of ‖ΔW‖²_F) capped at ``max_rank``;
-        never more than the numerical rank (≤ r). U: m×k, S: k, Vh: k×n.
+        never more than the signal rank (≤ r; singular values ≤ ``noise_floor``
+        dropped too). U: m×k, S: k, Vh: k×n.
         """
         u, s, vh = self._svd
-        return truncated_basis(u, s, vh, float(s.double().square().sum()), rank, energy, max_rank)
+        return truncated_basis(u, s, vh, float(s.double().square().sum()), rank, energy, max_rank, noise_floor)
 
     def transpose(self) -> "FactoredUpdate":
         """ΔWᵀ (n×m) = scale · Aᵀ Bᵀ, e.g. for GPT-2 ``Conv1D`` weights stored (in, out)."""

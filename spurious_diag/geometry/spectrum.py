@@ -166,21 +166,23 @@ def truncated_basis(
     rank: int = 16,
     energy: Optional[float] = None,
     max_rank: Optional[int] = 64,
+    noise_floor: float = 0.0,
 ) -> SingularBasis:
     """Keep the leading triplets of an SVD (U: m×k, S: k descending, Vh: k×n).
 
     r is ``rank`` or, when ``energy`` is given, the energy rank against
     ``total_energy`` (= ‖ΔW‖²_F) capped at ``max_rank``. Either way r is also
-    capped at the numerical rank: singular values ≤ max(m, n)·eps·σ₁ are
-    dropped, because their directions are arbitrary (a rank-8 LoRA update has
-    8 meaningful directions, not 16). The kept slices are copied so the full
-    factors can be freed.
+    capped at the signal rank: singular values ≤ max(m, n)·eps·σ₁ (eps of the
+    working dtype) or ≤ ``noise_floor`` (units of the weights: e.g. the edge of
+    the update's rounding noise, :mod:`.noise`) are dropped, because their
+    directions are arbitrary (a rank-8 LoRA update has 8 meaningful directions,
+    not 16). The kept slices are copied so the full factors can be freed.
     """
     m, n = U.shape[0], Vh.shape[1]
     if S.numel() == 0 or not float(S[0]) > 0.0:
         numerical_rank = 0
     else:
-        tol = max(m, n) * torch.finfo(S.dtype).eps * float(S[0])
+        tol = max(max(m, n) * torch.finfo(S.dtype).eps * float(S[0]), float(noise_floor))
         numerical_rank = int((S > tol).sum())
     if energy is None:
         r = min(target_rank(min(m, n), rank, None, max_rank), numerical_rank)

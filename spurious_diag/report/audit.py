@@ -40,6 +40,16 @@ def audit_markdown(summary: Mapping[str, Any]) -> str:
     counts = summary["counts"]
     out.write(f"\n{counts['tensors']} tensors, {counts['update_rows']} update rows, {counts['pair_rows']} pair rows, "
               f"{counts['skipped_rows']} rows not ok (see the `status` column of `updates.csv`).\n")
+    below = counts.get("below_noise_floor", 0)
+    if opts.get("noise_floor", False):
+        out.write(f"\nNoise floor: each update carries the rounding of the stored weights (`noise_fro`); {below} update "
+                  f"rows have `snr` = ‖ΔW‖/noise_fro below {opts['min_snr']:g} or no direction above the noise edge, "
+                  "and report no angle. Bases keep only directions above the noise edge.\n")
+    else:
+        out.write("\nNo noise floor (`--no-noise-floor`): the stored values were taken as exact, so rounding noise "
+                  "counts as signal.\n")
+    if summary.get("warnings"):
+        out.write("\n## Warnings\n\n" + "".join(f"- {w}\n" for w in summary["warnings"]))
     num_layers = summary["inputs"][0].get("num_layers")
     per_layer = summary["per_layer"]
     ids = [str(u["update"]) for u in updates]
@@ -53,8 +63,12 @@ def audit_markdown(summary: Mapping[str, Any]) -> str:
         out.write(" With two checkpoints there is one update, so there are no angles to measure: angles compare "
                   "two updates of the same weights. Pass three checkpoints (a chain base → after task A → after "
                   "task B compares task A's update with task B's), or `--base` with CKPT_0 and two fine-tunes of it.")
+    flagged = [u for u in ids if any(entry.get("below_noise_floor", {}).get(u) for entry in per_layer.values())]
+    if flagged:
+        out.write(" `below floor uN`: tensors of update N below the noise floor, left out of the layer's means.")
     out.write("\n\n")
-    header = ["layer"] + [f"rms u{u}" for u in ids] + [f"angle {p}" for p in pair_keys] + [f"overlap {p}" for p in pair_keys]
+    header = (["layer"] + [f"rms u{u}" for u in ids] + [f"angle {p}" for p in pair_keys] + [f"overlap {p}" for p in pair_keys]
+              + [f"below floor u{u}" for u in flagged])
     out.write("| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n")
     for layer in sorted(per_layer, key=int):
         entry = per_layer[layer]
@@ -62,6 +76,7 @@ def audit_markdown(summary: Mapping[str, Any]) -> str:
         cells += [format_value(entry["rms_mean"].get(u)) for u in ids]
         cells += [format_value(entry["angle_mean_deg"].get(p), ".4g") for p in pair_keys]
         cells += [format_value(entry["overlap"].get(p)) for p in pair_keys]
+        cells += [format_value(entry.get("below_noise_floor", {}).get(u, 0)) for u in flagged]
         out.write("| " + " | ".join(cells) + " |\n")
     out.write("\n## Rankings\n\n")
     for update, layers in summary["rankings"]["by_update_size"].items():

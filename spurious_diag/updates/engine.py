@@ -31,16 +31,17 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import UsageError
-from ..geometry import SingularBasis
 from ..io.adapter import LoraAdapter
 from ..io.checkpoint import Checkpoint
 from ..io.layer_map import ParamInfo
 from ..io.loader import CheckpointSource
-from .bases import BasisKey, update_bases
+from .bases import update_bases
+from .floors import below_floor, update_noise
 from .gram import gram_pass
 from .options import AuditOptions
 from .plan import AuditPlan, plan_pairs, plan_updates
-from .rows import PAIR_COLUMNS, UPDATE_COLUMNS, pair_rows, skipped_update_row, update_rows
+from .measurement import TensorMeasurement
+from .rows import PAIR_COLUMNS, PAPER_COLUMNS, UPDATE_COLUMNS, pair_rows, skipped_update_row, update_rows
 from .sources import aligned_names, check_architectures, log_dtype_mix, open_sources
 from .summary import audit_summary
 from .tensor import tensor_context
@@ -113,9 +114,9 @@ def audit(checkpoints: Sequence[Union[CheckpointSource, LoraAdapter]], options: 
     updates_df = pd.DataFrame(update_frame, columns=UPDATE_COLUMNS + (["intruders"] if options.intruders else []))
     updates_df["layer"] = updates_df["layer"].astype("Int64")
     updates_df["rank"] = updates_df["rank"].astype("Int64")
-    pairs_df = pd.DataFrame(pair_frame, columns=PAIR_COLUMNS)
+    pairs_df = pd.DataFrame(pair_frame, columns=PAIR_COLUMNS + (PAPER_COLUMNS if options.paper_angles else []))
     pairs_df["layer"] = pairs_df["layer"].astype("Int64")
-    for col in ("rank_a", "rank_b"):
+    for col in ("rank_a", "rank_b") + (("paper_rank_a", "paper_rank_b") if options.paper_angles else ()):
         pairs_df[col] = pairs_df[col].astype("Int64")
     summary = audit_summary(updates_df, pairs_df, sources, updates, options)
     return AuditResult(updates_df, pairs_df, summary)
@@ -141,9 +142,11 @@ def check_device(device: str) -> torch.device:
 
 
 def _audit_tensor(name: str, plan: AuditPlan) -> tuple[list[dict], list[dict]]:
-    """Gram pass, basis pass and rows of one tensor."""
+    """Gram pass, noise floor, basis pass and rows of one tensor."""
     ctx = tensor_context(name, plan.sources)
-    measured = gram_pass(ctx, plan.sources, plan.updates, dtype=plan.dtype, chunk_bytes=plan.options.chunk_bytes)
+    options = plan.options
+    measured = gram_pass(ctx, plan.sources, plan.updates, dtype=plan.dtype, chunk_bytes=options.chunk_bytes,
+                         noise=options.noise_floor)
     bad = [k for k, ok in measured.finite.items() if not ok]
     status = "ok"
     if ctx.shape and math.prod(ctx.shape) == 0:
@@ -151,11 +154,18 @@ def _audit_tensor(name: str, plan: AuditPlan) -> tuple[list[dict], list[dict]]:
     if bad:
         status = "non-finite values in " + ", ".join(f"CKPT_{k} ({plan.sources[k].path})" for k in bad)
         logger.warning("%s: %s; geometry skipped", name, status)
-    bases: dict[BasisKey, SingularBasis] = {}
-    intruders: dict[BasisKey, int] = {}
-    if ctx.is_matrix and not bad and plan.options.angles:
-        bases, intruders = update_bases(ctx, plan, measured.deltas, measured.gram)
+    m = TensorMeasurement(measured, status)
+    if options.noise_floor and not bad:
+        m.noise = update_noise(ctx, plan, measured)
+        for key, noise in m.noise.items():
+            reason = below_floor(m.fro(key), noise, options.min_snr)
+            if reason:
+                m.update_status[key] = reason
+    if ctx.is_matrix and not bad and options.angles:
+        update_bases(ctx, plan, m, measured.deltas)
+        for key, basis in m.bases.items():  # signal above the snr threshold, yet no direction above the edge
+            if basis.rank == 0 and m.fro(key) > 0 and key in m.noise:
+                m.update_status[key] = (f"below noise floor: no direction above the noise edge "
+                                        f"{m.noise[key].edge:.3g} (‖ΔW‖ {m.fro(key):.3g})")
     measured.deltas = None
-    rows_u = update_rows(ctx, plan, measured, bases, intruders, status)
-    rows_p = pair_rows(ctx, plan, measured.gram, bases, status) if ctx.is_matrix else []
-    return rows_u, rows_p
+    return update_rows(ctx, plan, m), (pair_rows(ctx, plan, m) if ctx.is_matrix else [])

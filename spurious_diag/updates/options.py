@@ -12,10 +12,13 @@ from typing import Any, Optional, Union
 
 from ..errors import UsageError
 
-__all__ = ["AuditOptions", "PAIR_SCHEMES", "WORKING_DTYPES", "parse_rank"]
+__all__ = ["AuditOptions", "MIN_SNR", "PAIR_SCHEMES", "WORKING_DTYPES", "parse_rank"]
 
 PAIR_SCHEMES = ("all", "consecutive", "trajectory")
 WORKING_DTYPES = ("float32", "float64")
+# Below this ‖ΔW‖_F / noise_fro an update is below the noise floor: the planted measurements that
+# set it are in spurious_diag.updates.floors.
+MIN_SNR = 2.0
 
 
 def parse_rank(text: str) -> Union[int, str]:
@@ -57,6 +60,14 @@ class AuditOptions:
         intruders: also count intruder dimensions (exact SVD of whole weights: slow).
         chunk_bytes: memory budget of one Gram-pass chunk (all checkpoints' rows together).
         seed: seed of the randomized SVD's test matrices.
+        noise_floor: model the rounding noise of the stored weights (DESIGN.md §2b): ``noise_fro``
+            and ``snr`` per update, bases cut at the edge of that noise, and updates with
+            ``snr`` < ``min_snr`` (or no direction above the edge) reported as below the noise
+            floor, without angles. False measures as if the stored values were exact.
+        min_snr: the snr below which an update is below the noise floor.
+        paper_angles: also compute the paper's weight-view quantity (z-scored updates, 99% energy,
+            hidden-space orientation, mean one-sided angle; :mod:`spurious_diag.geometry.paper`) in
+            columns of its own (exact SVDs: slower).
 
     Raises:
         UsageError: a value out of range (named in the message).
@@ -82,6 +93,13 @@ class AuditOptions:
     intruders: bool = field(default=False, metadata={"help": "also count intruder dimensions (slow: exact SVDs)"})
     chunk_bytes: int = field(default=64 * 2**20, metadata={"cli": False})
     seed: int = field(default=0, metadata={"help": "seed of the randomized SVD"})
+    noise_floor: bool = field(default=True, metadata={
+        "help": "take the stored values as exact: no rounding-noise floor under the updates",
+        "negative": "--no-noise-floor"})
+    min_snr: float = field(default=MIN_SNR, metadata={
+        "help": "updates with ‖ΔW‖/rounding noise below this are below the noise floor (no angles)"})
+    paper_angles: bool = field(default=False, metadata={
+        "help": "also the paper's weight-view angle (z-scored, 99%% energy, hidden space) in paper_* columns"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", _dtype_name(self.dtype))
@@ -95,6 +113,8 @@ class AuditOptions:
             raise UsageError(f"pairs must be one of {PAIR_SCHEMES}, got {self.pairs!r}")
         if self.dtype not in WORKING_DTYPES:
             raise UsageError(f"dtype must be one of {WORKING_DTYPES}, got {self.dtype!r}")
+        if not self.min_snr >= 0:
+            raise UsageError(f"min_snr must be >= 0, got {self.min_snr}")
         if self.chunk_bytes < 1:
             raise UsageError(f"chunk_bytes must be >= 1, got {self.chunk_bytes}")
         if self.modules is not None:

@@ -16,7 +16,7 @@ from ..io.checkpoint import Checkpoint
 from .options import AuditOptions
 from .plan import Source, UpdatePlan
 
-__all__ = ["audit_summary", "per_layer_table"]
+__all__ = ["audit_summary", "per_layer_table", "noise_floor_warnings"]
 
 
 def _input_facts(i: int, source: Source) -> dict[str, Any]:
@@ -52,7 +52,8 @@ def per_layer_table(updates: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
 
 def audit_summary(updates: pd.DataFrame, pairs: pd.DataFrame, sources: Sequence[Source],
                   plans: Sequence[UpdatePlan], options: AuditOptions) -> dict[str, Any]:
-    """The content of an audit's ``summary.json``: inputs, options, updates, counts, per layer, rankings."""
+    """The content of an audit's ``summary.json``: inputs, options, updates, counts, per layer (with the
+    rows below the rounding-noise floor, per update), rankings and warnings."""
     opts = asdict(options)
     table = per_layer_table(updates, pairs)
     per_layer: dict[str, dict[str, Any]] = {}
@@ -72,6 +73,10 @@ def audit_summary(updates: pd.DataFrame, pairs: pd.DataFrame, sources: Sequence[
     for pair, group in angles.groupby("pair"):
         rankings["by_orthogonality"][str(pair)] = [int(x) for x in group.sort_values("angle_mean_deg", ascending=False)["layer"]]
     status = updates["status"].fillna("")
+    below = status.str.startswith("below noise floor")
+    for (layer, update), count in updates[below & updates["layer"].notna()].groupby(["layer", "update"]).size().items():
+        entry = per_layer.setdefault(str(int(layer)), {"rms_mean": {}, "rel_mean": {}, "angle_mean_deg": {}, "overlap": {}})
+        entry.setdefault("below_noise_floor", {})[str(int(update))] = int(count)
     return {
         "inputs": [_input_facts(i, s) for i, s in enumerate(sources)],
         "options": opts,
@@ -81,7 +86,32 @@ def audit_summary(updates: pd.DataFrame, pairs: pd.DataFrame, sources: Sequence[
             "update_rows": int(len(updates)),
             "pair_rows": int(len(pairs)),
             "skipped_rows": int((~status.isin(["ok"])).sum()),
+            "below_noise_floor": int(below.sum()),
         },
         "per_layer": per_layer,
         "rankings": rankings,
+        "warnings": noise_floor_warnings(updates),
     }
+
+
+def noise_floor_warnings(updates: pd.DataFrame) -> list[str]:
+    """One sentence per update with rows below the rounding-noise floor: how many, where, and what the
+    per-layer numbers then rest on (those rows are left out of the means and rankings)."""
+    status = updates["status"].fillna("")
+    below = status.str.startswith("below noise floor")
+    measured = updates[below | (status == "ok")]
+    warnings = []
+    for update, rows in measured.groupby("update"):
+        flagged = rows[rows["status"].str.startswith("below noise floor")]
+        if flagged.empty:
+            continue
+        layers = sorted({int(x) for x in flagged["layer"].dropna()})
+        kept = rows[rows["status"] == "ok"]
+        empty = sorted(set(layers) - {int(x) for x in kept["layer"].dropna()})
+        sentence = (f"update {int(update)}: {len(flagged)} of {len(rows)} tensor rows are below the rounding-noise "
+                    f"floor (in layers {layers}); the per-layer sizes, angles and rankings leave them out and rest "
+                    f"on the other {len(kept)}")
+        if empty:
+            sentence += f"; layers {empty} have none left, so no conclusion about them (e.g. 'orthogonal') is supported"
+        warnings.append(sentence + ".")
+    return warnings

@@ -253,3 +253,43 @@ def test_randomized_matches_exact_on_a_tall_matrix_past_the_cache_cut():
     fast = top_singular_basis(d.float(), 16, method="randomized")
     assert max(_max_angle_deg(exact, fast, side) for side in ("left", "right")) < 0.5
 
+
+
+@pytest.mark.parametrize("power", [0.5, 1.0, 2.0], ids=["1/sqrt(i)", "1/i", "1/i^2"])
+@pytest.mark.parametrize("shape", [(576, 576), (192, 576), (1536, 576)], ids=["576x576", "192x576", "1536x576"])
+def test_adaptive_basis_stays_within_a_degree_on_flat_and_steep_spectra(shape, power):
+    """r = 16 on SmolLM2 update shapes, seeds 1-3: the largest principal angle of the left and right
+    bases to a float64 exact SVD (the fixed 3 iterations were 4.9° off on 1/√i)."""
+    m, n = shape
+    s = torch.arange(1, min(m, n) + 1, dtype=torch.float64) ** -power
+    for seed in (1, 2, 3):
+        x = spectrum_matrix(m, n, s, seed)
+        exact = torch.linalg.svd(x, full_matrices=False)
+        basis = top_singular_basis(x.float(), rank=16, method="randomized", seed=seed)
+        left = principal_angles(exact.U[:, :16], basis.U.double()).max()
+        right = principal_angles(exact.Vh[:16].mT, basis.V.double()).max()
+        assert math.degrees(float(max(left, right))) <= 1.0, (shape, power, seed)
+
+
+def test_flat_spectra_get_more_iterations_than_steep_ones(monkeypatch):
+    """The stopping rule's checks (the Ritz values of the basis so far) happen more often on a flat spectrum."""
+    import spurious_diag.geometry.bases as bases
+
+    checked, final = [], []
+    real_values, real_ritz = bases._ritz_values, bases._rayleigh_ritz
+    monkeypatch.setattr(bases, "_ritz_values", lambda b, g, c: checked.append(b.shape[0]) or real_values(b, g, c))
+    monkeypatch.setattr(bases, "_rayleigh_ritz", lambda b, q, g=None: final.append(b.shape[0]) or real_ritz(b, q, g))
+
+    def run(power: float) -> tuple[list[int], int]:
+        checked.clear(), final.clear()
+        s = torch.arange(1, 577, dtype=torch.float64) ** -power
+        top_singular_basis(spectrum_matrix(576, 576, s, 1).float(), rank=16, method="randomized")
+        return list(checked), final[-1]
+
+    (flat, flat_basis), (steep, steep_basis) = run(0.5), run(2.0)
+    assert len(flat) > len(steep) and flat_basis > steep_basis  # more checks, and a larger Krylov basis
+    assert steep_basis == 20 * (bases.MIN_NITER + 1)  # steep: stops at the least number of iterations
+    assert max(flat) == flat_basis  # the last check's basis is the one the result comes from
+    fixed = randomized_svd(spectrum_matrix(576, 576, torch.arange(1, 577, dtype=torch.float64) ** -0.5, 1).float(),
+                           20, niter=3)
+    assert fixed[0].shape == (576, 20)

@@ -29,6 +29,35 @@ def orthonormal(m: int, seed: int, dtype=torch.float64) -> torch.Tensor:
     return random_orthonormal(m, torch.Generator().manual_seed(seed), dtype)
 
 
+# Planted pairs of rank-8 updates (the noise-floor tests and ``benchmarks/bench_noise_floor.py --planted``).
+PAIR_ANGLES = torch.linspace(10, 80, 8, dtype=torch.float64)  # degrees between the two planted subspaces
+PAIR_SIGMAS = torch.linspace(1.0, 0.5, 8, dtype=torch.float64)  # the planted singular values, relative
+
+
+def synthetic_weight(m: int, n: int, seed: int = 0) -> torch.Tensor:
+    """m×n float64 weights whose rows and columns vary in scale (log-normal, σ = 0.5), as real ones do."""
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.exp(0.5 * torch.randn(m, 1, generator=g, dtype=torch.float64))
+    cols = torch.exp(0.5 * torch.randn(1, n, generator=g, dtype=torch.float64))
+    return 0.02 * torch.randn(m, n, generator=g, dtype=torch.float64) * rows * cols
+
+
+def planted_pair(w0: torch.Tensor, rel: float, angles_deg: torch.Tensor = PAIR_ANGLES,
+                 seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two rank-8 float64 updates of ``w0`` (m×n), each of ‖ΔW‖_F / ‖W‖_F = ``rel``, singular values
+    ∝ :data:`PAIR_SIGMAS`, whose left subspaces meet at principal angles ``angles_deg`` (8 values)
+    and whose right subspaces are orthogonal."""
+    m, n = w0.shape
+    g = torch.Generator().manual_seed(seed)
+    q, v = random_orthonormal(m, g), random_orthonormal(n, g)
+    theta = torch.deg2rad(torch.as_tensor(angles_deg, dtype=torch.float64))
+    u_a = q[:, :8]
+    u_b = u_a * torch.cos(theta) + q[:, 8:16] * torch.sin(theta)
+    d_a, d_b = (u_a * PAIR_SIGMAS) @ v[:, :8].T, (u_b * PAIR_SIGMAS) @ v[:, 8:16].T
+    scale = rel * float(w0.double().norm()) / float(d_a.norm())
+    return d_a * scale, d_b * scale
+
+
 def low_rank(u: torch.Tensor, n: int, seed: int, scale: float = 1e-2) -> torch.Tensor:
     """scale · u @ diag(r..1) @ vᵀ with v random orthonormal (n×r): column space exactly span(u)."""
     r = u.shape[1]
