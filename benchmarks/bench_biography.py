@@ -93,16 +93,17 @@ def _load(task0_dir: str):
     return model, base.tokenizer, biography_tasks(base.scenario())
 
 
-def fisher_job(task0_dir: str, fisher_path: str) -> dict[str, Any]:
-    """Worker: the diagonal Fisher of Task 0's training data at the end of Task 0, saved to a file."""
+def fisher_job(task0_dir: str, fisher_path: str, batch_size: int) -> dict[str, Any]:
+    """Worker: EWC's Fisher of Task 0's training data at the end of Task 0 (the paper's: batch-size-weighted
+    squared batch-mean gradients, in training batches), saved to a file."""
     _setup_worker()
     from safetensors.torch import save_file
 
-    from spurious_diag.continual.ewc import diagonal_fisher
+    from spurious_diag.continual.ewc import batch_fisher
 
     started = time.perf_counter()
     model, tokenizer, tasks = _load(task0_dir)
-    fisher = diagonal_fisher(model, tokenizer, tasks[0].train, source=tasks[0].name)
+    fisher = batch_fisher(model, tokenizer, tasks[0].train, batch_size=batch_size, source=tasks[0].name)
     save_file({f"fisher/{k}": v.contiguous() for k, v in fisher.fisher.items()}
               | {f"anchor/{k}": v.contiguous() for k, v in fisher.anchor.items()}, fisher_path)
     return {"n_examples": fisher.n_examples, "sum": fisher.total(), "seconds": time.perf_counter() - started}
@@ -278,7 +279,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context, initializer=_setup_worker) as pool:
             if ewc_labels:
-                jobs[pool.submit(fisher_job, task0_dir, fisher_path)] = ("fisher", -1)
+                jobs[pool.submit(fisher_job, task0_dir, fisher_path, config.batch_size)] = ("fisher", -1)
             while jobs or pending:
                 while pending and len(jobs) < args.jobs:
                     label, seed, fisher = pending.pop(0)

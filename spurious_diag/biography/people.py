@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import asdict, dataclass
+from typing import Sequence
 
 from ..errors import UsageError
 from . import pools
 
-__all__ = ["ATTRIBUTES", "Person", "generate_people", "derived_rng", "max_people"]
+__all__ = ["ATTRIBUTES", "Person", "generate_people", "generate_more_people", "derived_rng", "max_people"]
 
 # The order is the paper's; QA records and evaluation tables follow it.
 ATTRIBUTES: tuple[str, ...] = ("birth_date", "birth_city", "university", "major", "employer", "employer_city")
@@ -95,26 +96,47 @@ def generate_people(n: int, seed: int) -> list[Person]:
     if n < 0 or n > max_people():
         raise UsageError(f"n must be in [0, {max_people()}], got {n}")
     rng = derived_rng(seed, "people")
-    n_last = len(pools.LAST_NAMES)
     name_codes = rng.sample(range(max_people()), n)
-    people = []
-    for person_id, code in enumerate(name_codes):
-        first_name, gender = _FIRST_NAMES[code // n_last]
-        # Draw order is part of the data's identity (the hash): employer, date, city, university, major.
-        employer, employer_city = rng.choice(pools.EMPLOYERS)
-        birth_date = f"{rng.choice(pools.MONTHS)} {rng.choice(pools.BIRTH_DAYS)}, {rng.choice(pools.BIRTH_YEARS)}"
-        people.append(
-            Person(
-                person_id=person_id,
-                first_name=first_name,
-                last_name=pools.LAST_NAMES[code % n_last],
-                gender=gender,
-                birth_date=birth_date,
-                birth_city=rng.choice(pools.CITIES),
-                university=rng.choice(pools.UNIVERSITIES),
-                major=rng.choice(pools.MAJORS),
-                employer=employer,
-                employer_city=employer_city,
-            )
-        )
-    return people
+    return [_person(person_id, code, rng) for person_id, code in enumerate(name_codes)]
+
+
+def generate_more_people(existing: Sequence[Person], n: int, seed: int, stream: str) -> list[Person]:
+    """``n`` more people whose full names differ from ``existing``'s and from each other, ids
+    continuing after the largest existing one, drawn from their own stream (``existing`` is not
+    redrawn, so a scenario keeps its people and its hash).
+
+    >>> base = generate_people(4, seed=0)
+    >>> more = generate_more_people(base, 3, seed=0, stream="task2")
+    >>> [p.person_id for p in more], {p.full_name for p in more} & {p.full_name for p in base}
+    ([4, 5, 6], set())
+    """
+    n_last = len(pools.LAST_NAMES)
+    taken = {(p.first_name, p.last_name) for p in existing}
+    free = [code for code in range(max_people()) if (_FIRST_NAMES[code // n_last][0], pools.LAST_NAMES[code % n_last])
+            not in taken]
+    if n < 0 or n > len(free):
+        raise UsageError(f"n must be in [0, {len(free)}] (the names left), got {n}")
+    rng = derived_rng(seed, f"people:{stream}")
+    start = max((p.person_id for p in existing), default=-1) + 1
+    return [_person(start + i, code, rng) for i, code in enumerate(rng.sample(free, n))]
+
+
+def _person(person_id: int, code: int, rng: random.Random) -> Person:
+    """The person of name code ``code``, their other attributes drawn from ``rng``."""
+    n_last = len(pools.LAST_NAMES)
+    first_name, gender = _FIRST_NAMES[code // n_last]
+    # Draw order is part of the data's identity (the hash): employer, date, city, university, major.
+    employer, employer_city = rng.choice(pools.EMPLOYERS)
+    birth_date = f"{rng.choice(pools.MONTHS)} {rng.choice(pools.BIRTH_DAYS)}, {rng.choice(pools.BIRTH_YEARS)}"
+    return Person(
+        person_id=person_id,
+        first_name=first_name,
+        last_name=pools.LAST_NAMES[code % n_last],
+        gender=gender,
+        birth_date=birth_date,
+        birth_city=rng.choice(pools.CITIES),
+        university=rng.choice(pools.UNIVERSITIES),
+        major=rng.choice(pools.MAJORS),
+        employer=employer,
+        employer_city=employer_city,
+    )

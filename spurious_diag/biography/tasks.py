@@ -13,23 +13,41 @@ from ..continual.methods import Method
 from ..continual.result import SequenceResult
 from ..continual.runner import SequenceOptions, run_sequence
 from ..continual.tasks import EvalSchedule, Task
+from ..errors import UsageError
+from .people import ATTRIBUTES, generate_more_people
 from .recipe import BiographyRecipe
 from .scenario import BiographyData
+from .texts import qa_record
 
 __all__ = ["biography_tasks", "train_task0", "train_task1"]
 
 
-def biography_tasks(data: BiographyData) -> list[Task]:
-    """Task 0 and Task 1 of a Biography scenario.
+def biography_tasks(data: BiographyData, new_tasks: int = 1) -> list[Task]:
+    """Task 0 and ``new_tasks`` new tasks of a Biography scenario.
 
     ``task0``: QA on the Task 0 training people; evaluated on held-out ``test`` people (its
     primary set) and ``val`` people (for choosing k and other selections). ``task1``: QA on the
-    new people, evaluated on the same people (``train``, memorizing new facts).
+    scenario's new people, evaluated on the same people (``train``, memorizing new facts).
+    ``task2`` … ``task<N>``: the same on as many more new people each (``sizes.task1``), disjoint
+    from everyone before, drawn from the scenario's seed in a stream of their own, so the
+    scenario itself (its people and hash) stays as it is.
+
+    Raises:
+        UsageError: ``new_tasks`` < 1, or more people than the name pools allow.
     """
-    return [
+    if new_tasks < 1:
+        raise UsageError(f"new_tasks must be >= 1, got {new_tasks}")
+    tasks = [
         Task("task0", data.qa("task0_train"), {"test": data.qa("task0_test"), "val": data.qa("task0_val")}),
         Task("task1", data.qa("task1"), {"train": data.qa("task1")}),
     ]
+    people = list(data.people)
+    for k in range(2, new_tasks + 1):
+        more = generate_more_people(people, data.sizes.task1, data.seed, stream=f"task{k}")
+        people.extend(more)
+        records = [qa_record(p, a) for p in more for a in ATTRIBUTES]
+        tasks.append(Task(f"task{k}", records, {"train": records}))
+    return tasks
 
 
 def train_task0(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: Sequence[Task],

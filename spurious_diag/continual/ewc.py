@@ -11,6 +11,11 @@ so F is the empirical Fisher, not the square of a batch gradient). Later tasks a
 
 to their loss, θ* the weights at the end of the task (Kirkpatrick et al., 2017). Several
 earlier tasks each contribute their own (F, θ*) term.
+
+The paper's code (DESIGN.md §2c) defines EWC differently, and :func:`batch_fisher` and
+:func:`running_average` follow it: F_t = Σ_batches b · (∇ of the batch-mean loss)² / N over the
+task's training batches (b examples each, N in all), and across tasks one running average
+F = (F_t + t · F_old) / (t + 1), anchored at the latest model.
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ from typing import Mapping, Optional, Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..errors import InvalidDataError, UsageError
+from ..errors import InvalidDataError, MismatchError, UsageError
 from ..training.records import IGNORE_INDEX, PaddingCollator, Record, encode_records
 
-__all__ = ["FisherDiagonal", "diagonal_fisher", "EwcPenalty"]
+__all__ = ["FisherDiagonal", "diagonal_fisher", "fisher_from_batch_gradients", "batch_fisher", "running_average",
+           "EwcPenalty"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +59,18 @@ class FisherDiagonal:
         return float(sum(f.double().sum() for f in self.fisher.values()))
 
 
+def _examples(tokenizer: PreTrainedTokenizerBase, records: Sequence[Record], max_examples: Optional[int],
+              seed: int) -> list:
+    """The encoded records, or a seeded random subset of ``max_examples`` of them (in their order)."""
+    examples = encode_records(tokenizer, records)
+    if max_examples is not None and max_examples < len(examples):
+        order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed))[:max_examples]
+        examples = [examples[i] for i in sorted(order.tolist())]
+    if not examples:
+        raise InvalidDataError("no records to compute a Fisher on")
+    return examples
+
+
 def diagonal_fisher(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -73,12 +91,7 @@ def diagonal_fisher(
         max_examples: use a seeded random subset of this many records (None: all).
         seed: the subset's seed.
     """
-    examples = encode_records(tokenizer, records)
-    if max_examples is not None and max_examples < len(examples):
-        order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed))[:max_examples]
-        examples = [examples[i] for i in sorted(order.tolist())]
-    if not examples:
-        raise InvalidDataError("no records to compute a Fisher on")
+    examples = _examples(tokenizer, records, max_examples, seed)
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     fisher = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
     collate = PaddingCollator(pad_token_id=tokenizer.pad_token_id)
@@ -109,6 +122,93 @@ def diagonal_fisher(
     return result
 
 
+def fisher_from_batch_gradients(batches: Sequence[tuple[int, Mapping[str, torch.Tensor]]]) -> dict[str, torch.Tensor]:
+    """F = Σ_batches b · g_b² / Σ b, for (b, name → g_b) with g_b the gradient of the batch-mean loss.
+
+    Returns float32 tensors (accumulated in float64).
+
+    >>> fisher_from_batch_gradients([(2, {"w": torch.tensor([1.0])}), (1, {"w": torch.tensor([4.0])})])["w"]
+    tensor([6.])
+    """
+    if not batches:
+        raise InvalidDataError("no batches to compute a Fisher on")
+    total = sum(size for size, _ in batches)
+    out: dict[str, torch.Tensor] = {}
+    for size, grads in batches:
+        for name, grad in grads.items():
+            term = size * grad.detach().double() ** 2
+            out[name] = out[name] + term if name in out else term
+    return {name: (f / total).float() for name, f in out.items()}
+
+
+def batch_fisher(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[Record],
+    *,
+    batch_size: int,
+    source: str = "",
+    max_examples: Optional[int] = None,
+    seed: int = 0,
+) -> FisherDiagonal:
+    """The paper's Fisher of ``records`` at the model's current weights (:func:`fisher_from_batch_gradients`).
+
+    The records are encoded as in training and taken in order, ``batch_size`` at a time (the last
+    batch may be smaller); each batch's loss is the model's own (the mean over answer tokens).
+    The model is evaluated in eval mode and its weights are not changed. ``max_examples`` takes a
+    seeded random subset of the records first (None: all).
+    """
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
+    examples = _examples(tokenizer, records, max_examples, seed)
+    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    collate = PaddingCollator(pad_token_id=tokenizer.pad_token_id)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    batches = []
+    try:
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start:start + batch_size]
+            batch = collate([{"input_ids": list(e.input_ids), "labels": list(e.labels)} for e in chunk])
+            loss = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                         labels=batch["labels"].to(device), use_cache=False).loss
+            grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+            batches.append((len(chunk), {name: g for name, g in zip(params, grads) if g is not None}))
+    finally:
+        model.train(was_training)
+    anchor = {name: p.detach().clone() for name, p in params.items()}
+    return FisherDiagonal(fisher_from_batch_gradients(batches), anchor, source, len(examples))
+
+
+def running_average(new: FisherDiagonal, old: Optional[FisherDiagonal], tasks_before: int) -> FisherDiagonal:
+    """The paper's running Fisher after task t = ``tasks_before``: (F_t + t · F_old) / (t + 1),
+    anchored at ``new``'s weights (the latest model). With no ``old`` (t = 0), ``new`` itself.
+
+    Raises:
+        UsageError: t < 0, or an ``old`` with t = 0.
+        MismatchError: Fishers over different tensors or shapes.
+
+    >>> a = FisherDiagonal({"w": torch.tensor([3.0])}, {"w": torch.tensor([1.0])}, "t1", 1)
+    >>> b = FisherDiagonal({"w": torch.tensor([6.0])}, {"w": torch.tensor([0.0])}, "t0", 1)
+    >>> running_average(a, b, 2).fisher["w"]  # (3 + 2·6) / 3
+    tensor([5.])
+    """
+    if tasks_before < 0 or (old is not None and tasks_before == 0):
+        raise UsageError(f"a running average after {tasks_before} earlier tasks needs t >= 1 with an old Fisher")
+    if old is None:
+        return new
+    if set(new.fisher) != set(old.fisher):
+        raise MismatchError("the Fishers cover different tensors", tensor=sorted(set(new.fisher) ^ set(old.fisher))[0])
+    t = tasks_before
+    fisher = {}
+    for name, f in new.fisher.items():
+        if f.shape != old.fisher[name].shape:
+            raise MismatchError("the Fishers differ in shape", tensor=name)
+        fisher[name] = ((f.double() + t * old.fisher[name].to(f.device).double()) / (t + 1)).float()
+    return FisherDiagonal(fisher, new.anchor, new.source, new.n_examples)
+
+
 class EwcPenalty:
     """``λ/2 · Σ_terms Σ_i F_i (θ_i − θ*_i)²`` as a callable of the model (for ``train_model(extra_loss=...)``).
 
@@ -134,7 +234,8 @@ class EwcPenalty:
         self.terms = list(terms)
         self.lam = float(lam)
 
-    def __call__(self, model: torch.nn.Module) -> torch.Tensor:
+    def __call__(self, model: torch.nn.Module, extras: Optional[Mapping[str, torch.Tensor]] = None) -> torch.Tensor:
+        """The penalty at ``model``'s weights (``extras``, the batch's extra entries, are not used)."""
         params: Mapping[str, torch.nn.Parameter] = dict(model.named_parameters())
         total = torch.zeros((), device=next(model.parameters()).device)
         for term in self.terms:

@@ -41,7 +41,7 @@ class SequenceResult:
             steps trained after it (the other tables are those of an uninterrupted run).
         freeze_reports / frozen_checks: per task index, what Freeze(k) froze and the
             bit-identity check after the task.
-        fisher_sums: per task index, Σ F of its EWC Fisher.
+        fisher_sums: per task index, Σ F of EWC's running Fisher after that task.
         runtime_s: wall-clock seconds per task index (training and evaluation; for a task
             continued after a kill, the part after it).
     """

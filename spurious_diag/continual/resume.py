@@ -7,7 +7,7 @@
     task-<i>/                 a finished task, written as one staged folder (complete or absent):
         weights.safetensors   the model at the end of the task
         result.json           its curve, per-attribute, point and loss rows, frozen check, steps, runtime
-        fisher.safetensors    its EWC Fisher term, when a later task needs it
+        fisher.safetensors    EWC's running Fisher after it, when a later task needs it
     train-<i>/checkpoint-N/   the newest full-state Trainer checkpoint of task i while it trains, with
                               the evaluation rows so far (:mod:`spurious_diag.training.checkpoints`);
                               removed once the task is finished
@@ -52,7 +52,7 @@ class FinishedTask:
         curve / attributes / points / losses: rows for :class:`~.runner.SequenceResult`.
         frozen_check: Freeze(k)'s bit-identity check after the task (None for other methods).
         runtime_s: seconds the task took when it ran.
-        fisher: the EWC Fisher term computed at its end, if any.
+        fisher: EWC's running Fisher after it (its own folded in), if any.
     """
 
     steps: int

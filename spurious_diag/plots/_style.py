@@ -93,7 +93,7 @@ def task_label(name: Any) -> str:
 
 
 _FREEZE = re.compile(r"^\s*freeze\s*\(\s*(\d+)\s*\)\s*$", re.IGNORECASE)
-_KIND_RANK = {"seq": 0, "freeze": 1, "replay": 2, "ewc": 3}
+_KIND_RANK = {"seq": 0, "freeze": 1, "replay": 2, "mix": 3, "ewc": 4, "gp": 5, "lamol": 6}
 
 
 def freeze_k(label: Any) -> Optional[int]:
@@ -117,7 +117,7 @@ def _method_key(label: str, position: int) -> tuple[int, float, int]:
 
 
 def method_order(labels: Iterable[Any]) -> list[str]:
-    """Distinct method labels: SEQ, Freeze(k) by k, REPLAY, EWC by λ, then the rest as first seen.
+    """Distinct method labels: SEQ, Freeze(k) by k, REPLAY, MIX, EWC by λ, GP, LAMOL, then the rest as first seen.
 
     >>> method_order(["EWC(1e6)", "Freeze(10)", "SEQ", "Freeze(2)", "REPLAY(0.1)"])
     ['SEQ', 'Freeze(2)', 'Freeze(10)', 'REPLAY(0.1)', 'EWC(1e6)']

@@ -34,7 +34,7 @@ from .checkpoints import (STAGING_DIR, CheckpointPlan, ResumableCallback, Staged
 from .records import EncodedExample, PaddingCollator, Record, encode_records
 from .settings import TrainSettings
 
-__all__ = ["TrainingResult", "train_model"]
+__all__ = ["TrainingResult", "train_model", "ExtraLoss", "EXTRA_PREFIX"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,21 +50,29 @@ class _ExampleDataset(torch.utils.data.Dataset):
         return {"input_ids": list(self.examples[i].input_ids), "labels": list(self.examples[i].labels)}
 
 
-class _ExtraLossTrainer(Trainer):
-    """``Trainer`` whose training loss gets ``extra_loss(model)`` added (e.g. an EWC penalty)."""
+EXTRA_PREFIX = "extra_"
+# A loss term added to training: (model, the batch's extra_* entries without the prefix) → a scalar.
+ExtraLoss = Callable[[torch.nn.Module, Mapping[str, torch.Tensor]], torch.Tensor]
 
-    def __init__(self, *args: Any, extra_loss: Callable[[torch.nn.Module], torch.Tensor], **kwargs: Any):
+
+class _ExtraLossTrainer(Trainer):
+    """``Trainer`` whose training loss gets ``extra_loss(model, extras)`` added (e.g. an EWC penalty, or
+    LAMOL's language-model term): ``extras`` are the batch's ``extra_*`` entries, taken out of the
+    inputs (without the prefix) before the model sees them."""
+
+    def __init__(self, *args: Any, extra_loss: ExtraLoss, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._extra_loss = extra_loss
 
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Optional[Union[torch.Tensor, int]] = None) -> Any:
+        extras = {k[len(EXTRA_PREFIX):]: inputs.pop(k) for k in list(inputs) if k.startswith(EXTRA_PREFIX)}
         result = super().compute_loss(model, inputs, return_outputs=return_outputs,
                                       num_items_in_batch=num_items_in_batch)
         if return_outputs:
             loss, outputs = result
-            return loss + self._extra_loss(model), outputs
-        return result + self._extra_loss(model)
+            return loss + self._extra_loss(model, extras), outputs
+        return result + self._extra_loss(model, extras)
 
 
 class _QuietProgressCallback(ProgressCallback):
@@ -120,7 +128,8 @@ def train_model(
     resume_from: Optional[Union[str, "os.PathLike[str]"]] = None,
     device: str = "cpu",
     progress: bool = False,
-    extra_loss: Optional[Callable[[torch.nn.Module], torch.Tensor]] = None,
+    extra_loss: Optional[ExtraLoss] = None,
+    collator: Optional[Callable[[Sequence[Mapping[str, Sequence[int]]]], dict[str, torch.Tensor]]] = None,
 ) -> TrainingResult:
     """Train ``model`` in place for ``settings.steps`` AdamW steps with ``transformers.Trainer``.
 
@@ -145,9 +154,14 @@ def train_model(
             ``model`` must be built as for the first run (e.g. the same frozen tensors).
         device: ``cpu`` (even when an accelerator is present) or ``cuda``.
         progress: show Trainer's ``tqdm.auto`` progress bar.
-        extra_loss: a differentiable term added to every training step's loss, computed from
-            the model being trained (e.g. the EWC penalty of :mod:`spurious_diag.continual`);
-            it is included in the logged losses. None: the plain language-model loss.
+        extra_loss: a differentiable term added to every training step's loss,
+            ``extra_loss(model, extras)``, computed from the model being trained and the batch's
+            ``extra_*`` entries that ``collator`` added (e.g. the EWC penalty, or LAMOL's
+            language-model loss, of :mod:`spurious_diag.continual`); it is included in the logged
+            losses. None: the plain language-model loss.
+        collator: turns each batch of examples (``input_ids`` / ``labels`` lists) into tensors
+            (e.g. :class:`~spurious_diag.continual.replay.ReplayCollator`, which adds replayed
+            examples); None: :class:`~.records.PaddingCollator` with the tokenizer's pad id.
 
     Returns:
         :class:`TrainingResult`. The model is left in eval mode.
@@ -224,7 +238,7 @@ def train_model(
         trainer = trainer_class(
             model=model,
             args=args,
-            data_collator=PaddingCollator(pad_token_id=tokenizer.pad_token_id),
+            data_collator=collator or PaddingCollator(pad_token_id=tokenizer.pad_token_id),
             train_dataset=_ExampleDataset(examples),
             processing_class=tokenizer,
             callbacks=[_LossLogCallback(), *callbacks],

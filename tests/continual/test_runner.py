@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -43,7 +45,7 @@ def test_freeze_does_not_touch_the_first_task(make_llama, tiny_tokenizer, two_ta
     assert not any(p.requires_grad for n, p in model.named_parameters() if "layers.1." in n)
 
 
-def test_replay_mixes_the_right_number_of_old_examples(make_llama, tiny_tokenizer, two_tasks, monkeypatch):
+def test_mix_adds_the_right_number_of_old_examples(make_llama, tiny_tokenizer, two_tasks, monkeypatch):
     old, new = list(two_tasks[0].train), list(two_tasks[1].train)
     mixed = replay_mix(new, old, 0.25, seed=3)
     assert replay_count(0.25, len(old)) == round(0.25 * len(old)) == 12
@@ -59,7 +61,7 @@ def test_replay_mixes_the_right_number_of_old_examples(make_llama, tiny_tokenize
         return real(model, tokenizer, records, *args, **kwargs)
 
     monkeypatch.setattr(engine_module, "train_model", spy)
-    run_sequence(make_llama(), tiny_tokenizer, two_tasks, Method.replay(0.25), FAST, seed=0, options=RUN)
+    run_sequence(make_llama(), tiny_tokenizer, two_tasks, Method.mix(0.25), FAST, seed=0, options=RUN)
     assert [len(r) for r in seen] == [len(old), len(new) + 12]  # nothing replayed into the first task
     assert sum(r in old for r in seen[1]) == 12
 
@@ -83,19 +85,19 @@ def test_ewc_penalty_is_zero_at_anchor_and_positive_elsewhere(make_llama, tiny_t
 
 def test_ewc_fisher_is_computed_on_task0_data_at_the_end_of_task0(after_task0, tiny_tokenizer, two_tasks, monkeypatch):
     calls = []
-    real = runner_module.diagonal_fisher
+    real = runner_module.batch_fisher
 
     def spy(model, tokenizer, records, **kwargs):
-        calls.append((list(records), _state(model)))
+        calls.append((list(records), _state(model), kwargs["batch_size"]))
         return real(model, tokenizer, records, **kwargs)
 
-    monkeypatch.setattr(runner_module, "diagonal_fisher", spy)
+    monkeypatch.setattr(runner_module, "batch_fisher", spy)
     model = after_task0()
     end_of_task0 = _state(model)
     strong = run_sequence(model, tiny_tokenizer, two_tasks, Method.ewc(1e6), FAST, seed=0, options=TASK1)
     assert len(calls) == 1
-    records, weights = calls[0]
-    assert records == list(two_tasks[0].train)
+    records, weights, batch_size = calls[0]
+    assert records == list(two_tasks[0].train) and batch_size == FAST.batch_size
     assert all(torch.equal(weights[n], end_of_task0[n]) for n in weights)
     assert strong.fisher_sums[0] > 0
     moved_ewc = sum(float((p.detach() - end_of_task0[n]).norm()) for n, p in model.named_parameters())
@@ -179,3 +181,151 @@ def test_a_frozen_tensor_that_moves_is_an_error(after_task0, tiny_tokenizer, two
     monkeypatch.setattr(engine_module, "freeze_bottom_layers", leaky)
     with pytest.raises(FrozenWeightsChangedError, match="frozen tensors changed"):
         run_sequence(after_task0(), tiny_tokenizer, two_tasks, Method.freeze(1), FAST, seed=0, options=TASK1)
+
+
+def test_gp_with_an_empty_window_is_seq_bit_for_bit(after_task0, tiny_tokenizer, two_tasks):
+    """D = 0 (preliminary window k..k): the projection removes nothing, so GP trains exactly as SEQ."""
+    from spurious_diag.continual.preliminary import PreliminaryRuns
+
+    seq, gp = after_task0(), after_task0()
+    run_sequence(seq, tiny_tokenizer, two_tasks, Method.seq(), FAST, seed=0, options=TASK1)
+    options = SequenceOptions(schedule=SCHEDULE, first_task=1, projection=PreliminaryRuns(2, 2))
+    run_sequence(gp, tiny_tokenizer, two_tasks, Method.gp(), FAST, seed=0, options=options)
+    changed = [n for n, p in seq.state_dict().items() if not torch.equal(p, gp.state_dict()[n])]
+    assert not changed
+
+
+def test_gp_steps_are_orthogonal_to_the_preliminary_direction(after_task0, tiny_tokenizer, two_tasks, monkeypatch):
+    """Every gradient the optimizer sees has each row orthogonal to D's row (|cos| <= 1e-6)."""
+    import spurious_diag.continual.projection as projection_module
+    from spurious_diag.continual.preliminary import PreliminaryRuns
+
+    seen = []
+    real_apply = projection_module.GradientProjector.apply
+
+    def checked(self, model):
+        done = real_apply(self, model)
+        for name, p in model.named_parameters():
+            d = self.directions.get(name)
+            if d is None or p.grad is None or p.grad.ndim != 2:
+                continue
+            g, dd = p.grad.double(), d.double()
+            rows = (dd.norm(dim=1) > 0) & (g.norm(dim=1) > 0)
+            cos = (g * dd).sum(1)[rows] / (g.norm(dim=1)[rows] * dd.norm(dim=1)[rows])
+            seen.append(float(cos.abs().max()) if rows.any() else 0.0)
+        return done
+
+    monkeypatch.setattr(projection_module.GradientProjector, "apply", checked)
+    options = SequenceOptions(schedule=SCHEDULE, first_task=1, projection=PreliminaryRuns(1, 3))
+    model = after_task0()
+    before = _state(model)
+    run_sequence(model, tiny_tokenizer, two_tasks, Method.gp(), FAST, seed=0, options=options)
+    assert len(seen) >= FAST.steps and max(seen) <= 1e-6
+    assert any(not torch.equal(before[n], p) for n, p in _state(model).items())  # it trained
+
+
+def test_replay_adds_half_a_batch_of_buffer_examples_to_every_later_batch(make_llama, tiny_tokenizer, two_tasks,
+                                                                        monkeypatch):
+    """REPLAY(f): a buffer of f of Task 0's records; every Task 1 batch of B gets B/2 of them, none in Task 0."""
+    from spurious_diag.continual.replay import ReplayCollator, replay_buffer
+    from spurious_diag.training.records import encode_records
+
+    buffer = replay_buffer([two_tasks[0].train], 0.25, seed=1)
+    assert len(buffer) == 12 and all(r in two_tasks[0].train for r in buffer)
+    old_ids = {e.input_ids for e in encode_records(tiny_tokenizer, buffer)}
+    new_ids = {e.input_ids for e in encode_records(tiny_tokenizer, two_tasks[1].train)}
+    batches = []
+    real_call = ReplayCollator.__call__
+
+    def spy(self, features):
+        batch = real_call(self, features)
+        batches.append((len(features), [tuple(features[i]["input_ids"]) for i in range(len(features))],
+                        [self.buffer[i].input_ids for i in self.draw(features)], batch["input_ids"].shape[0]))
+        return batch
+
+    monkeypatch.setattr(ReplayCollator, "__call__", spy)
+    run_sequence(make_llama(), tiny_tokenizer, two_tasks, Method.replay(0.25), FAST, seed=0, options=RUN)
+    # Task 1's steps only (the data loader reads one batch ahead): Task 0 trains without replay
+    assert FAST.steps <= len(batches) <= FAST.steps + 1
+    assert sum(size == FAST.batch_size for size, *_ in batches) >= FAST.steps // 2
+    for size, new, replayed, padded in batches:
+        # B new examples (fewer in an epoch's last batch), B/2 replayed
+        assert 0 < size <= FAST.batch_size and len(replayed) == size // 2 and padded == size + size // 2
+        assert set(new) <= new_ids and set(replayed) <= old_ids
+    # with replacement, seeded by the batch: the same batch draws the same examples again
+    collator = ReplayCollator(encode_records(tiny_tokenizer, buffer), tiny_tokenizer.pad_token_id, seed=1)
+    features = [{"input_ids": list(e), "labels": list(e)} for e in list(new_ids)[:8]]
+    assert collator.draw(features) == collator.draw(features) and len(collator.draw(features)) == 4
+
+
+@pytest.mark.parametrize("method", [Method.replay(0.0), Method.ewc(0.0), Method.mix(0.0)],
+                         ids=["REPLAY(0)", "EWC(0)", "MIX(0)"])
+def test_zero_strength_methods_are_seq_bit_for_bit(method, after_task0, tiny_tokenizer, two_tasks):
+    seq, other = after_task0(), after_task0()
+    run_sequence(seq, tiny_tokenizer, two_tasks, Method.seq(), FAST, seed=0, options=TASK1)
+    run_sequence(other, tiny_tokenizer, two_tasks, method, FAST, seed=0, options=TASK1)
+    changed = [n for n, p in seq.state_dict().items() if not torch.equal(p, other.state_dict()[n])]
+    assert not changed
+
+
+def test_ewc_keeps_one_running_fisher_over_three_tasks(make_llama, tiny_tokenizer, two_tasks, monkeypatch):
+    """After task t the penalty's Fisher is (F_t + t·F_old)/(t + 1), anchored at the end of task t."""
+    tasks = [*two_tasks, Task("task2", two_tasks[1].train[:12], {"train": two_tasks[1].train[:12]})]
+    fishers, penalties = [], []
+    real_fisher, real_init = runner_module.batch_fisher, EwcPenalty.__init__
+
+    def spy_fisher(model, tokenizer, records, **kwargs):
+        fishers.append(real_fisher(model, tokenizer, records, **kwargs))
+        return fishers[-1]
+
+    def spy_init(self, terms, lam):
+        penalties.append(list(terms))
+        real_init(self, terms, lam)
+
+    monkeypatch.setattr(runner_module, "batch_fisher", spy_fisher)
+    monkeypatch.setattr(EwcPenalty, "__init__", spy_init)
+    model = make_llama()
+    result = run_sequence(model, tiny_tokenizer, tasks, Method.ewc(10.0), FAST, seed=0, options=RUN)
+    assert len(fishers) == 2 and [len(p) for p in penalties] == [1, 1]  # tasks 1 and 2 are penalized
+    assert penalties[0][0] is fishers[0]
+    second = penalties[1][0]
+    name = "model.layers.0.mlp.up_proj.weight"
+    assert torch.allclose(second.fisher[name], (fishers[1].fisher[name] + fishers[0].fisher[name]) / 2)
+    assert torch.equal(second.anchor[name], fishers[1].anchor[name])
+    assert result.fisher_sums[1] == pytest.approx(second.total())
+
+
+def test_lamol_without_lambda_or_pseudo_samples_is_seq_bit_for_bit(after_task0, tiny_tokenizer, two_tasks):
+    seq, lamol = after_task0(), after_task0()
+    run_sequence(seq, tiny_tokenizer, two_tasks, Method.seq(), FAST, seed=0, options=TASK1)
+    options = SequenceOptions(schedule=SCHEDULE, first_task=1, pseudo_ratio=0.0)
+    run_sequence(lamol, tiny_tokenizer, two_tasks, Method.lamol(0.0), FAST, seed=0, options=options)
+    changed = [n for n, p in seq.state_dict().items() if not torch.equal(p, lamol.state_dict()[n])]
+    assert not changed
+
+
+def test_lamol_mixes_pseudo_samples_in_and_adds_its_language_model_term(after_task0, tiny_tokenizer, two_tasks,
+                                                                        monkeypatch):
+    import spurious_diag.continual.lamol as lamol_module
+
+    crafted = [{"prompt": "What is the birth city of Ann Lee?\nAnswer:", "completion": " Paris"}]
+    asked, seen, terms = [], [], []
+    monkeypatch.setattr(runner_module, "generate_pseudo_samples",
+                        lambda model, tokenizer, count, *, seed: (asked.append(count) or crafted, count))
+    real_train, real_loss = engine_module.train_model, lamol_module.LamolLoss.__call__
+
+    def spy_train(model, tokenizer, records, *args, **kwargs):
+        seen.append(list(records))
+        return real_train(model, tokenizer, records, *args, **kwargs)
+
+    def spy_loss(self, model, extras):
+        terms.append(sorted(extras))
+        return real_loss(self, model, extras)
+
+    monkeypatch.setattr(engine_module, "train_model", spy_train)
+    monkeypatch.setattr(lamol_module.LamolLoss, "__call__", spy_loss)
+    run_sequence(after_task0(), tiny_tokenizer, two_tasks, Method.lamol(0.25), FAST, seed=0, options=TASK1)
+    n_task1 = len(two_tasks[1].train)
+    assert asked == [math.ceil(0.2 * n_task1)]
+    assert seen[0] == [*two_tasks[1].train, *crafted]
+    assert len(terms) == FAST.steps and all(t == ["lm_attention_mask", "lm_input_ids", "lm_labels"] for t in terms)

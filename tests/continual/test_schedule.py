@@ -10,10 +10,13 @@ from spurious_diag.continual.tasks import EvalSchedule, Task
 
 
 def test_method_labels_round_trip():
-    methods = [Method.seq(), Method.freeze(0), Method.freeze(3), Method.replay(0.1), Method.ewc(100.0)]
-    assert [m.label for m in methods] == ["SEQ", "Freeze(0)", "Freeze(3)", "REPLAY(0.1)", "EWC(100)"]
+    methods = [Method.seq(), Method.freeze(0), Method.freeze(3), Method.replay(0.1), Method.replay(0.0),
+               Method.mix(0.2), Method.ewc(100.0), Method.ewc(0.0), Method.gp()]
+    assert [m.label for m in methods] == ["SEQ", "Freeze(0)", "Freeze(3)", "REPLAY(0.1)", "REPLAY(0)", "MIX(0.2)",
+                                          "EWC(100)", "EWC(0)", "GP"]
     assert [parse_method(m.label) for m in methods] == methods
-    for bad in ("Freeze(1.5)", "REPLAY(0)", "EWC(-1)", "SEQ(1)", "LoRA(4)", "Freeze"):
+    for bad in ("Freeze(1.5)", "REPLAY(1.5)", "MIX(-0.1)", "EWC(-1)", "EWC(inf)", "SEQ(1)", "GP(2)", "LoRA(4)",
+                "Freeze"):
         with pytest.raises(UsageError):
             parse_method(bad)
 
