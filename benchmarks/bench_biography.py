@@ -238,6 +238,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--replay", type=float, default=BenchConfig.replay_fraction)
     parser.add_argument("--ewc", type=float, nargs="*", default=list(BenchConfig.ewc_lambdas))
     parser.add_argument("--no-replay", action="store_true")
+    parser.add_argument("--extra", nargs="*", default=[], metavar="METHOD",
+                        help="more methods to run, e.g. GP 'LAMOL(0.25)' 'MIX(0.1)' (their defaults: GP's "
+                             "preliminary window 100..150, LAMOL's 0.2 pseudo-samples per record)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress of every run")
     args = parser.parse_args(argv)
 
@@ -246,7 +249,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     logger.setLevel(logging.INFO)
     import pandas as pd
 
-    from spurious_diag.continual.methods import Method
+    from spurious_diag.continual.methods import Method, parse_method
     from spurious_diag.continual.tables import accuracy_matrix, mean_over_seeds
     from spurious_diag.report.common import write_tables
 
@@ -266,6 +269,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         labels = [Method.seq().label, *[Method.freeze(k).label for k in config.freeze_ks]]
         if not args.no_replay:
             labels.append(Method.replay(config.replay_fraction).label)
+        labels.extend(parse_method(label).label for label in args.extra)
         ewc_labels = [Method.ewc(lam).label for lam in config.ewc_lambdas]
         jobs: dict[Future, tuple[str, int]] = {}
         results: list[dict[str, Any]] = []
@@ -342,8 +346,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     print("\nFreeze(k) sweep (mean±std over seeds; T0 = Task 0 held-out test, T1 = Task 1):")
     print(_method_table(means, [Method.freeze(k_).label for k_ in config.freeze_ks], "method"))
     print(f"chosen k = {k}: {why}")
-    print("\nSEQ / REPLAY / EWC:")
-    print(_method_table(means, ["SEQ", *[label for label in all_labels if label.startswith(("REPLAY", "EWC"))]], "method"))
+    print("\nSEQ and the other methods:")
+    print(_method_table(means, ["SEQ", *[label for label in all_labels if not label.startswith(("SEQ", "Freeze"))]],
+                        "method"))
     bwt_means = bwt.groupby(["method", "at"], sort=False)["backward_transfer"].mean().unstack("at")
     print("\nBackward transfer (mean over seeds):")
     print(bwt_means.reindex(all_labels).round(3).to_string())

@@ -4,18 +4,26 @@
 
 for every parameter: θ_start the model before the new task (the Task 0 model), θ_end the new
 task's SEQ model at some point e, θ_k its checkpoint at point k. α = 0 gives θ_k back, bit for
-bit; the runner sweeps (k, e, α) and scores each on the old and the new task.
+bit; :func:`task_vector_sweep` scores every (k ≤ e, α) on every task's evaluation sets.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+import copy
+import logging
+from typing import Mapping, Optional, Sequence
 
+import pandas as pd
 import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel
 
 from ..errors import MismatchError, UsageError
+from .evaluation import SequenceEvaluator
 
-__all__ = ["negate_task_vector"]
+__all__ = ["negate_task_vector", "task_vector_sweep"]
+
+logger = logging.getLogger(__name__)
 
 
 def negate_task_vector(theta_k: Mapping[str, torch.Tensor], theta_start: Mapping[str, torch.Tensor],
@@ -56,3 +64,43 @@ def negate_task_vector(theta_k: Mapping[str, torch.Tensor], theta_start: Mapping
         vector = end.detach().to(current.device, work) - start.detach().to(current.device, work)
         out[name] = (current.detach().to(work) - float(alpha) * vector).to(current.dtype)
     return out
+
+
+def task_vector_sweep(model: PreTrainedModel, evaluator: SequenceEvaluator, start: Mapping[str, torch.Tensor],
+                      checkpoints: Mapping[int, Mapping[str, torch.Tensor]], alphas: Sequence[float], *,
+                      ends: Optional[Sequence[int]] = None, progress: bool = True) -> pd.DataFrame:
+    """Score θ_k − α·(θ_e − θ_start) for every checkpoint step k ≤ e, every e of ``ends`` (default: the
+    last checkpoint) and every α, on every set of ``evaluator``'s tasks.
+
+    Args:
+        model: loaded with each candidate in turn (its own weights are put back afterwards).
+        evaluator: the sequence's evaluator (:class:`~.evaluation.SequenceEvaluator`).
+        start: θ_start, the state dict before the new task.
+        checkpoints: step → state dict of the new task's SEQ run.
+        alphas: the scales to try.
+        ends: the steps e to take θ_end from.
+
+    Returns:
+        One row per (k, e, α): ``k``, ``e``, ``alpha`` and ``exact_match`` per set, in columns
+        ``<task>/<set>``.
+    """
+    steps = sorted(checkpoints)
+    if not steps:
+        raise UsageError("no checkpoints to sweep")
+    ends = list(ends) if ends is not None else [steps[-1]]
+    missing = [e for e in ends if e not in checkpoints]
+    if missing:
+        raise UsageError(f"no checkpoint at steps {missing}; have {steps}")
+    own = copy.deepcopy(model.state_dict())
+    candidates = [(k, e, float(a)) for e in ends for k in steps if k <= e for a in alphas]
+    rows = []
+    try:
+        for k, e, alpha in tqdm(candidates, desc="task vector", unit="model", disable=not progress):
+            model.load_state_dict(negate_task_vector(checkpoints[k], start, checkpoints[e], alpha))
+            scores, _ = evaluator.full(model)
+            rows.append({"k": k, "e": e, "alpha": alpha,
+                         **{f"{r['eval_task']}/{r['eval_set']}": r["exact_match"] for r in scores}})
+    finally:
+        model.load_state_dict(own)
+    logger.info("task vector: %d candidates scored", len(rows))
+    return pd.DataFrame(rows)

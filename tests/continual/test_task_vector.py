@@ -39,3 +39,34 @@ def test_mismatches_and_bad_alpha_are_named():
         negate_task_vector(k, k, {"w": torch.zeros(3)}, 0.5)
     with pytest.raises(UsageError):
         negate_task_vector(k, k, k, float("nan"))
+
+
+def test_sweep_scores_every_candidate_and_alpha_zero_is_the_checkpoint(after_task0, tiny_tokenizer, two_tasks):
+    from spurious_diag.continual.evaluation import SequenceEvaluator
+    from spurious_diag.continual.runner import SequenceOptions, run_sequence
+    from spurious_diag.continual.task_vector import task_vector_sweep
+    from spurious_diag.continual.methods import Method
+    from spurious_diag.continual.tasks import EvalSchedule
+    from spurious_diag.training.settings import TrainSettings
+
+    model = after_task0()
+    start = {n: t.clone() for n, t in model.state_dict().items()}
+    states = {}
+    for steps in (3, 6):  # the SEQ run's checkpoints at steps 3 and 6 (a constant schedule: 3 is on the way to 6)
+        trial = after_task0()
+        run_sequence(trial, tiny_tokenizer, two_tasks, Method.seq(), TrainSettings(steps=steps, lr=3e-3, batch_size=8),
+                     seed=0, options=SequenceOptions(schedule=EvalSchedule(dense_every=3, dense_until=3, sparse_every=3),
+                                                     first_task=1))
+        states[steps] = {n: t.clone() for n, t in trial.state_dict().items()}
+    evaluator = SequenceEvaluator(tiny_tokenizer, two_tasks)
+    frame = task_vector_sweep(model, evaluator, start, states, [0.0, 0.5], progress=False)
+    assert list(zip(frame["k"], frame["e"], frame["alpha"])) == [(3, 6, 0.0), (3, 6, 0.5), (6, 6, 0.0), (6, 6, 0.5)]
+    assert set(frame.columns) >= {"task0/test", "task0/val", "task1/train"}
+    assert all(torch.equal(t, start[n]) for n, t in model.state_dict().items())  # put back
+    reference = after_task0()
+    reference.load_state_dict(states[6])
+    expected = {f"{r['eval_task']}/{r['eval_set']}": r["exact_match"] for r in evaluator.full(reference)[0]}
+    row = frame[(frame["k"] == 6) & (frame["alpha"] == 0.0)].iloc[0]
+    assert all(row[col] == value for col, value in expected.items())
+    with pytest.raises(UsageError):
+        task_vector_sweep(model, evaluator, start, states, [0.5], ends=[4], progress=False)
