@@ -16,7 +16,7 @@ from ..io.checkpoint import Checkpoint
 from .options import AuditOptions
 from .plan import Source, UpdatePlan
 
-__all__ = ["audit_summary", "per_layer_table", "noise_floor_warnings"]
+__all__ = ["audit_summary", "per_layer_table", "noise_floor_warnings", "layer_ranges"]
 
 
 def _input_facts(i: int, source: Source) -> dict[str, Any]:
@@ -96,7 +96,8 @@ def audit_summary(updates: pd.DataFrame, pairs: pd.DataFrame, sources: Sequence[
 
 def noise_floor_warnings(updates: pd.DataFrame) -> list[str]:
     """One sentence per update with rows below the rounding-noise floor: how many, where, and what the
-    per-layer numbers then rest on (those rows are left out of the means and rankings)."""
+    per-layer numbers then rest on (those rows are left out of the means and rankings); then, once,
+    what would measure them."""
     status = updates["status"].fillna("")
     below = status.str.startswith("below noise floor")
     measured = updates[below | (status == "ok")]
@@ -109,9 +110,29 @@ def noise_floor_warnings(updates: pd.DataFrame) -> list[str]:
         kept = rows[rows["status"] == "ok"]
         empty = sorted(set(layers) - {int(x) for x in kept["layer"].dropna()})
         sentence = (f"update {int(update)}: {len(flagged)} of {len(rows)} tensor rows are below the rounding-noise "
-                    f"floor (in layers {layers}); the per-layer sizes, angles and rankings leave them out and rest "
-                    f"on the other {len(kept)}")
+                    f"floor (in layers {layer_ranges(layers)}); the per-layer sizes, angles and rankings leave them "
+                    f"out and rest on the other {len(kept)}")
         if empty:
-            sentence += f"; layers {empty} have none left, so no conclusion about them (e.g. 'orthogonal') is supported"
+            sentence += (f"; layers {layer_ranges(empty)} have none left, so no conclusion about them "
+                         "(e.g. 'orthogonal') is supported")
         warnings.append(sentence + ".")
+    if warnings:
+        warnings.append("To measure those updates: audit float32 copies of the checkpoints if the run kept them, or "
+                        "checkpoints further apart (larger updates); a lower --min-snr reports them at the cost of "
+                        "accuracy (README, 'The noise floor').")
     return warnings
+
+
+def layer_ranges(layers: list[int]) -> str:
+    """Sorted layer indices as runs: ``[-1, 0, 1, 2, 5, 7, 8]`` → ``-1..2, 5, 7..8``.
+
+    >>> layer_ranges([-1, 0, 1, 2, 5, 7, 8]), layer_ranges([3]), layer_ranges([])
+    ('-1..2, 5, 7..8', '3', '')
+    """
+    runs: list[list[int]] = []
+    for layer in layers:
+        if runs and layer == runs[-1][-1] + 1:
+            runs[-1].append(layer)
+        else:
+            runs.append([layer])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}..{r[-1]}" for r in runs)

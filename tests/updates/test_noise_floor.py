@@ -135,3 +135,24 @@ def test_edges_bound_the_noise_they_describe():
     fro, bound = factored_noise(B, A, 2.0, torch.bfloat16, torch.bfloat16)
     error = 2.0 * (B.double() @ A.double() - exact_b @ exact_a)
     assert 0.8 <= float(error.norm()) / fro <= 1.2 and float(torch.linalg.matrix_norm(error, ord=2)) <= bound
+
+
+def test_summary_counts_rows_below_the_floor_and_warns_where_conclusions_rest_on_them():
+    """Layer 0's q_proj gets a large planted update, layer 1's a tiny one (bf16): layer 1 is left with nothing."""
+    w0 = synthetic_weight(576, 576)
+    big_a, big_b = planted_pair(w0, 3e-2, ANGLES)
+    tiny_a, tiny_b = planted_pair(w0, 1e-4, ANGLES, seed=2)
+    names = {0: "model.layers.0.self_attn.q_proj.weight", 1: "model.layers.1.self_attn.q_proj.weight"}
+    base = {n: w0.to(torch.bfloat16) for n in names.values()}
+    a = {names[0]: (w0 + big_a).to(torch.bfloat16), names[1]: (w0 + tiny_a).to(torch.bfloat16)}
+    b = {names[0]: (w0 + big_b).to(torch.bfloat16), names[1]: (w0 + tiny_b).to(torch.bfloat16)}
+    summary = audit([base, a, b], AuditOptions(rank=16, base=True), progress=False).summary
+    assert summary["counts"]["below_noise_floor"] == 2
+    assert summary["per_layer"]["1"]["below_noise_floor"] == {"1": 1, "2": 1}
+    assert "below_noise_floor" not in summary["per_layer"]["0"]
+    warnings = summary["warnings"]
+    assert len(warnings) == 3  # one per update, then what would measure them
+    for update, sentence in zip((1, 2), warnings):
+        assert sentence.startswith(f"update {update}: 1 of 2 tensor rows are below the rounding-noise floor (in layers 1)")
+        assert "layers 1 have none left, so no conclusion about them (e.g. 'orthogonal') is supported" in sentence
+    assert "float32" in warnings[2] and "--min-snr" in warnings[2]
