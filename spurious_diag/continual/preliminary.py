@@ -21,7 +21,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 from ..errors import UsageError
 from ..training.settings import TrainSettings
 from ..training.trainer import train_model
-from .projection import mean_direction, weight_direction
+from .projection import PROJECTION_RULES, mean_direction, weight_direction
 
 __all__ = ["PreliminaryRuns", "preliminary_direction"]
 
@@ -30,22 +30,27 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PreliminaryRuns:
-    """The window of the preliminary runs and how many to average.
+    """The window of the preliminary runs, how many to average, and the projection rule they feed.
 
     Attributes:
         early, late: the steps whose weights are subtracted (0 ≤ early ≤ late, late ≥ 1).
         runs: preliminary runs; run r uses the data seed ``seed + r``.
+        rule: how gradients lose their component along D (:func:`~.projection.project_out`):
+            ``exact`` (orthogonal projection) or ``official`` (the paper code's g − D·cos).
     """
 
     early: int = 100
     late: int = 150
     runs: int = 1
+    rule: str = "exact"
 
     def __post_init__(self) -> None:
         if not 0 <= self.early <= self.late or self.late < 1:
             raise UsageError(f"preliminary window needs 0 <= early <= late and late >= 1, got {self.early}..{self.late}")
         if self.runs < 1:
             raise UsageError(f"preliminary runs must be >= 1, got {self.runs}")
+        if self.rule not in PROJECTION_RULES:
+            raise UsageError(f"projection rule must be one of {PROJECTION_RULES}, got {self.rule!r}")
 
 
 class _Snapshot(TrainerCallback):

@@ -277,7 +277,7 @@ def run_sequence(
             if method.kind == "gp" and index > 0:
                 direction = preliminary_direction(model, tokenizer, records, task_settings, options.projection,
                                                   seed=seed + index)
-                callbacks.append(ProjectionCallback(GradientProjector(direction)))
+                callbacks.append(ProjectionCallback(GradientProjector(direction, rule=options.projection.rule)))
             run = train_task(model, tokenizer, records, task_settings, seed=seed + index, freeze_layers=frozen_here,
                              callbacks=callbacks, extra_loss=extra_loss, collator=collator, resume_from=resume_from,
                              checkpoints=(CheckpointPlan(os.fspath(state.train_dir(index)), options.state_every, keep=1)

@@ -42,3 +42,6 @@ def test_bad_windows_are_refused():
     for early, late, runs in ((5, 4, 1), (0, 0, 1), (0, 2, 0)):
         with pytest.raises(UsageError):
             PreliminaryRuns(early, late, runs)
+    with pytest.raises(UsageError):
+        PreliminaryRuns(rule="svd")
+    assert PreliminaryRuns(rule="official").rule == "official"

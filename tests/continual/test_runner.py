@@ -329,3 +329,20 @@ def test_lamol_mixes_pseudo_samples_in_and_adds_its_language_model_term(after_ta
     assert asked == [math.ceil(0.2 * n_task1)]
     assert seen[0] == [*two_tasks[1].train, *crafted]
     assert len(terms) == FAST.steps and all(t == ["lm_attention_mask", "lm_input_ids", "lm_labels"] for t in terms)
+
+
+def test_gp_passes_its_projection_rule_on(after_task0, tiny_tokenizer, two_tasks, monkeypatch):
+    import spurious_diag.continual.projection as projection_module
+    from spurious_diag.continual.preliminary import PreliminaryRuns
+
+    rules = []
+    real_init = projection_module.GradientProjector.__init__
+
+    def spy(self, directions, rule="exact"):
+        rules.append(rule)
+        real_init(self, directions, rule)
+
+    monkeypatch.setattr(projection_module.GradientProjector, "__init__", spy)
+    options = SequenceOptions(schedule=SCHEDULE, first_task=1, projection=PreliminaryRuns(1, 2, rule="official"))
+    run_sequence(after_task0(), tiny_tokenizer, two_tasks, Method.gp(), FAST, seed=0, options=options)
+    assert rules == ["official"]
