@@ -21,7 +21,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..outputs import staged_dir
 from ..training.checkpoints import ResumableCallback
-from ..training.evaluate import evaluate_records
+from ..training.evaluate import eval_mode, evaluate_records
 from ..training.records import encode_qa
 from .tasks import EvalSchedule, Task
 
@@ -148,9 +148,7 @@ class TaskProgressCallback(ResumableCallback):
         return row["exact_match"]
 
     def _at(self, model: PreTrainedModel, step: int, control: Any = None) -> None:
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             primary: Optional[float] = None
             if step in self.full_steps:
                 primary = self._full(model, step)
@@ -166,7 +164,6 @@ class TaskProgressCallback(ResumableCallback):
                             self.task.name, self.task.primary, primary, self.early_stop)
                 if self.stop_training and control is not None:
                     control.should_training_stop = True
-        model.train(was_training)
         if step in self.save_steps or (self.stop_training and self.stop_step == step and self.save_steps):
             self.saved.append(save_weights(model, self.checkpoint_dir / f"checkpoint-{step}"))
 

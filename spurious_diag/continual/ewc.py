@@ -23,12 +23,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
+from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..errors import InvalidDataError, MismatchError, UsageError
+from ..training.evaluate import eval_mode
 from ..training.records import IGNORE_INDEX, PaddingCollator, Record, encode_records
 
 __all__ = ["FisherDiagonal", "diagonal_fisher", "fisher_from_batch_gradients", "batch_fisher", "running_average",
@@ -96,9 +97,7 @@ def diagonal_fisher(
     fisher = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
     collate = PaddingCollator(pad_token_id=tokenizer.pad_token_id)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for example in examples:
             batch = collate([{"input_ids": list(example.input_ids), "labels": list(example.labels)}])
             ids, labels = batch["input_ids"].to(device), batch["labels"].to(device)
@@ -111,8 +110,6 @@ def diagonal_fisher(
             for name, grad in zip(params, grads):
                 if grad is not None:
                     fisher[name] += grad.float() ** 2
-    finally:
-        model.train(was_training)
     for f in fisher.values():
         f /= len(examples)
     anchor = {name: p.detach().clone() for name, p in params.items()}
@@ -122,22 +119,24 @@ def diagonal_fisher(
     return result
 
 
-def fisher_from_batch_gradients(batches: Sequence[tuple[int, Mapping[str, torch.Tensor]]]) -> dict[str, torch.Tensor]:
+def fisher_from_batch_gradients(batches: Iterable[tuple[int, Mapping[str, torch.Tensor]]]) -> dict[str, torch.Tensor]:
     """F = Σ_batches b · g_b² / Σ b, for (b, name → g_b) with g_b the gradient of the batch-mean loss.
 
+    ``batches`` is read once, one batch at a time (a generator keeps one batch's gradients in memory).
     Returns float32 tensors (accumulated in float64).
 
     >>> fisher_from_batch_gradients([(2, {"w": torch.tensor([1.0])}), (1, {"w": torch.tensor([4.0])})])["w"]
     tensor([6.])
     """
-    if not batches:
-        raise InvalidDataError("no batches to compute a Fisher on")
-    total = sum(size for size, _ in batches)
+    total = 0
     out: dict[str, torch.Tensor] = {}
     for size, grads in batches:
+        total += size
         for name, grad in grads.items():
             term = size * grad.detach().double() ** 2
             out[name] = out[name] + term if name in out else term
+    if not total:
+        raise InvalidDataError("no batches to compute a Fisher on")
     return {name: (f / total).float() for name, f in out.items()}
 
 
@@ -164,21 +163,20 @@ def batch_fisher(
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     collate = PaddingCollator(pad_token_id=tokenizer.pad_token_id)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    batches = []
-    try:
+
+    def batch_gradients() -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
         for start in range(0, len(examples), batch_size):
             chunk = examples[start:start + batch_size]
             batch = collate([{"input_ids": list(e.input_ids), "labels": list(e.labels)} for e in chunk])
             loss = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
                          labels=batch["labels"].to(device), use_cache=False).loss
             grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-            batches.append((len(chunk), {name: g for name, g in zip(params, grads) if g is not None}))
-    finally:
-        model.train(was_training)
+            yield len(chunk), {name: g for name, g in zip(params, grads) if g is not None}
+
+    with eval_mode(model):
+        fisher = fisher_from_batch_gradients(batch_gradients())
     anchor = {name: p.detach().clone() for name, p in params.items()}
-    return FisherDiagonal(fisher_from_batch_gradients(batches), anchor, source, len(examples))
+    return FisherDiagonal(fisher, anchor, source, len(examples))
 
 
 def running_average(new: FisherDiagonal, old: Optional[FisherDiagonal], tasks_before: int) -> FisherDiagonal:

@@ -18,6 +18,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..errors import UsageError
+from ..training.evaluate import eval_mode
 from ..training.records import IGNORE_INDEX, PaddingCollator
 from ..training.trainer import EXTRA_PREFIX
 
@@ -83,22 +84,17 @@ def generate_pseudo_samples(model: PreTrainedModel, tokenizer: PreTrainedTokeniz
     if gen is None:
         raise UsageError("LAMOL needs a tokenizer with an EOS token (its generation token)")
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     texts: list[str] = []
-    try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            for start in range(0, count, batch_size):
-                n = min(batch_size, count - start)
-                prompt = torch.full((n, 1), gen, dtype=torch.long, device=device)
-                with torch.no_grad():
-                    out = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=True, top_k=TOP_K,
-                                         max_new_tokens=max_new_tokens, eos_token_id=gen,
-                                         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else gen)
-                texts.extend(tokenizer.batch_decode(out[:, 1:], skip_special_tokens=True))
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for start in range(0, count, batch_size):
+            n = min(batch_size, count - start)
+            prompt = torch.full((n, 1), gen, dtype=torch.long, device=device)
+            with torch.no_grad():
+                out = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=True, top_k=TOP_K,
+                                     max_new_tokens=max_new_tokens, eos_token_id=gen,
+                                     pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else gen)
+            texts.extend(tokenizer.batch_decode(out[:, 1:], skip_special_tokens=True))
     kept = [r for r in (split_pseudo_sample(t, marker) for t in texts) if r is not None]
     logger.info("LAMOL: %d of %d generated pseudo-samples kept", len(kept), len(texts))
     return kept, len(texts)

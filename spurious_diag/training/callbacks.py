@@ -15,6 +15,7 @@ from transformers import PreTrainedModel, TrainerControl, TrainerState, Training
 
 from ..errors import UsageError
 from .checkpoints import ResumableCallback
+from .evaluate import eval_mode
 
 __all__ = ["EvaluateEveryCallback", "EarlyStopAtCallback"]
 
@@ -42,11 +43,8 @@ class EvaluateEveryCallback(ResumableCallback):
         self.rows: list[dict[str, Any]] = []
 
     def _run(self, model: PreTrainedModel, step: int) -> None:
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             metrics = dict(self.evaluate(model))
-        model.train(was_training)
         self.rows.append({"step": step, **metrics})
         logger.info("step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
 

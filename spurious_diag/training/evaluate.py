@@ -14,8 +14,9 @@ headline number is the mean over attributes of the per-attribute exact match.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import pandas as pd
 import torch
@@ -24,7 +25,28 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..errors import InvalidDataError
 from .records import IGNORE_INDEX, PaddingCollator, Record, encode_qa
 
-__all__ = ["EvalResult", "score_records", "summarize_by_attribute", "evaluate_records", "greedy_generate_match"]
+__all__ = ["EvalResult", "eval_mode", "score_records", "summarize_by_attribute", "evaluate_records",
+           "greedy_generate_match"]
+
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``model`` in eval mode (no dropout) for the block, then back in the mode it was in, even on error.
+
+    >>> layer = torch.nn.Dropout(0.5)
+    >>> with eval_mode(layer):
+    ...     layer.training
+    False
+    >>> layer.training
+    True
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def _record_fields(record: Record) -> tuple[str, str, str, Optional[int]]:
@@ -149,12 +171,8 @@ def evaluate_records(
     """:func:`score_records`, summarized per attribute and averaged over attributes."""
     if not records:
         raise InvalidDataError("no records to evaluate")
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         per_record = score_records(model, tokenizer, records, append_eos=append_eos, batch_size=batch_size)
-    finally:
-        model.train(was_training)
     per_attribute = summarize_by_attribute(per_record)
     return EvalResult(per_attribute, per_record, float(per_attribute["exact_match"].mean()),
                       float(per_attribute["first_token_acc"].mean()))
