@@ -51,8 +51,7 @@ def replay_mix(new: Sequence[T], old: Sequence[T], fraction: float, *, seed: int
         fraction: share of ``old`` that is replayed, in [0, 1].
         seed: the draw's seed.
     """
-    chosen = random.Random(seed).sample(range(len(old)), replay_count(fraction, len(old)))
-    return [*new, *(old[i] for i in sorted(chosen))]
+    return [*new, *_draw(old, fraction, seed)]
 
 
 def replay_buffer(old_tasks: Sequence[Sequence[T]], fraction: float, *, seed: int) -> list[T]:
@@ -63,11 +62,14 @@ def replay_buffer(old_tasks: Sequence[Sequence[T]], fraction: float, *, seed: in
     >>> len(buffer), set(buffer[:2]) <= set("abcdefghij"), buffer[2] in "xyz", replay_buffer([list("ab")], 0, seed=0)
     (3, True, True, [])
     """
-    buffer: list[T] = []
-    for i, records in enumerate(old_tasks):
-        chosen = random.Random(seed + i).sample(range(len(records)), replay_count(fraction, len(records)))
-        buffer.extend(records[j] for j in sorted(chosen))
-    return buffer
+    return [record for i, records in enumerate(old_tasks) for record in _draw(records, fraction, seed + i)]
+
+
+def _draw(records: Sequence[T], fraction: float, seed: int) -> list[T]:
+    """``replay_count(fraction, len(records))`` of ``records``, drawn without replacement by a
+    ``random.Random(seed)`` of their own (nothing global), in their original order."""
+    chosen = random.Random(seed).sample(range(len(records)), replay_count(fraction, len(records)))
+    return [records[i] for i in sorted(chosen)]
 
 
 class ReplayCollator:

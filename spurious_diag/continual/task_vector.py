@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from typing import Mapping, Optional, Sequence
 
 import pandas as pd
@@ -46,7 +47,7 @@ def negate_task_vector(theta_k: Mapping[str, torch.Tensor], theta_start: Mapping
     >>> negate_task_vector(k, s, e, 0.5)["w"]
     tensor([0.7500, 1.5000])
     """
-    if not torch.isfinite(torch.tensor(float(alpha))):
+    if not math.isfinite(alpha):
         raise UsageError(f"alpha must be finite, got {alpha}")
     out = {}
     for name, current in theta_k.items():
