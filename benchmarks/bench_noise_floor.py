@@ -22,7 +22,8 @@ and columns vary in scale, stored in bfloat16 and float16 at relative sizes 3e-2
 1–3, audited at rank 16 with the floor's cut but no snr threshold (``min_snr=0``) and without the
 floor. Per size: the mean snr, the ranks found, the worst error of the pair's mean and smallest
 angle, and the same without the floor; then, per weight, the smallest snr from which every case
-is rank 8 within 2°, against ``MIN_SNR``.
+is rank 8 within 2°, against ``MIN_SNR``; last, issue 14's two reproductions (a shared subspace in
+bf16, and B1) without and with the floor.
 
     python benchmarks/bench_noise_floor.py [--planted] [--steps 20] [--lrs 1e-5 1e-4] [--fresh]
 
@@ -138,9 +139,11 @@ def true_snr(fp32: list[Path], bf16: list[Path]) -> pd.DataFrame:
     for name in exact[0]:
         if len(exact[0].info(name).shape) != 2:
             continue
+        w_exact = [c[name].double() for c in exact]
+        w_stored = [c[name].double() for c in stored]
         for u in range(len(fp32) - 1):
-            delta = exact[u + 1][name].double() - exact[u][name].double()
-            error = stored[u + 1][name].double() - stored[u][name].double() - delta
+            delta = w_exact[u + 1] - w_exact[u]
+            error = w_stored[u + 1] - w_stored[u] - delta
             rows.append({"update": u, "name": name, "true_snr": float(delta.norm() / error.norm())})
     return pd.DataFrame(rows)
 
@@ -231,9 +234,8 @@ def _angle(value: float) -> str:
 
 
 def planted(args: argparse.Namespace) -> None:
-    from tests.updates.planted import PAIR_ANGLES, planted_pair, synthetic_weight
+    from tests.updates.planted import PAIR_ANGLES, stored_pair_chain, synthetic_weight
 
-    name = "model.layers.0.self_attn.q_proj.weight"
     model = load_checkpoint(str(smollm2_hf_dir()))
     weights = {"SmolLM2 q_proj 576x576": model["model.layers.3.self_attn.q_proj.weight"].double(),
                "SmolLM2 up_proj 1536x576": model["model.layers.3.mlp.up_proj.weight"].double(),
@@ -248,10 +250,7 @@ def planted(args: argparse.Namespace) -> None:
             for rel in np.geomspace(top, 1e-4, 10 if dtype == torch.bfloat16 else 6):
                 seen = []
                 for seed in (1, 2, 3):
-                    d_a, d_b = planted_pair(w0, float(rel), seed=seed)
-                    stored = w0.to(dtype)
-                    chain = [{name: stored}, {name: (stored.double() + d_a).to(dtype)},
-                             {name: (stored.double() + d_b).to(dtype)}]
+                    chain = stored_pair_chain(w0, float(rel), dtype, seed=seed)
                     floor = audit(chain, AuditOptions(rank=16, base=True, min_snr=0), progress=False)
                     raw = audit(chain, AuditOptions(rank=16, base=True, noise_floor=False), progress=False).pairs.iloc[0]
                     pair = floor.pairs.iloc[0]
@@ -275,7 +274,30 @@ def planted(args: argparse.Namespace) -> None:
         above = all(good for snr, good in mine if snr >= MIN_SNR)
         failed |= not above
         print(f"  {label:25} {holds_from:6.2f}   every case at snr >= MIN_SNR: {'PASS' if above else 'FAIL'}")
+    regressions()
     print("PASS" if not failed else "FAIL")
+
+
+def regressions() -> None:
+    """The two reproductions of issue 14, without and with the noise floor (the tests check the same)."""
+    from tests.updates.planted import b1_chain, stored_pair_chain, synthetic_weight
+
+    chain = stored_pair_chain(synthetic_weight(576, 576), 1e-3, torch.bfloat16, torch.zeros(8))
+    print("\na shared subspace (true angle 0 deg), bf16, relative size 1e-3, synthetic 576x576, --base:")
+    for floor in (False, True):
+        result = audit(chain, AuditOptions(rank=16, base=True, noise_floor=floor), progress=False)
+        pair = result.pairs.iloc[0]
+        print(f"  noise floor {'on ' if floor else 'off'}: rank {pair['rank_a']}, mean angle {pair['angle_mean_deg']:.1f}, "
+              f"smallest {pair['angle_min_deg']:.1f}, overlap {pair['overlap']:.2f}; snr "
+              f"{', '.join(f'{x:.3f}' for x in result.updates['snr'])}; {pair['status']}")
+    print("B1: rank-4 updates sharing their left subspace, 64x64 float32, relative size 1e-4, chain:")
+    for working in ("float64", "float32"):
+        for floor in (False, True):
+            result = audit(b1_chain(), AuditOptions(rank=16, dtype=working, noise_floor=floor), progress=False)
+            pair = result.pairs.iloc[0]
+            print(f"  working {working}, noise floor {'on ' if floor else 'off'}: rank {pair['rank_a']}, overlap "
+                  f"{pair['overlap']:.3f}, mean angle {pair['angle_mean_deg']:.3f}, snr "
+                  f"{result.updates['snr'].iloc[0]:.0f}")
 
 
 def main() -> None:

@@ -58,6 +58,31 @@ def planted_pair(w0: torch.Tensor, rel: float, angles_deg: torch.Tensor = PAIR_A
     return d_a * scale, d_b * scale
 
 
+PAIR_NAME = "model.layers.0.self_attn.q_proj.weight"
+
+
+def stored_pair_chain(w0: torch.Tensor, rel: float, dtype: torch.dtype, angles_deg: torch.Tensor = PAIR_ANGLES,
+                      seed: int = 1) -> list[dict[str, torch.Tensor]]:
+    """base, base + A, base + B (:func:`planted_pair`) as one-tensor state dicts, each stored in ``dtype``
+    (the updates are added to the stored base in float64, then rounded): audit them with ``base=True``."""
+    d_a, d_b = planted_pair(w0, rel, angles_deg, seed)
+    base = w0.to(dtype)
+    return [{PAIR_NAME: base}, {PAIR_NAME: (base.double() + d_a).to(dtype)}, {PAIR_NAME: (base.double() + d_b).to(dtype)}]
+
+
+def b1_chain() -> list[dict[str, torch.Tensor]]:
+    """Issue 14's B1: a chain of 64×64 float32 checkpoints whose two rank-4 updates (relative size 1e-4)
+    share their left subspace (overlap 1)."""
+    g = torch.Generator().manual_seed(0)
+    w0 = (0.02 * torch.randn(64, 64, generator=g, dtype=torch.float64)).float()
+    q, v = random_orthonormal(64, g), random_orthonormal(64, g)
+    d1 = q[:, :4] @ v[:, :4].T
+    d2 = q[:, :4] @ v[:, 4:8].T  # the same left subspace: overlap 1
+    scale = 1e-4 * float(w0.norm()) / float(d1.norm())
+    return [{PAIR_NAME: w0}, {PAIR_NAME: (w0.double() + scale * d1).float()},
+            {PAIR_NAME: (w0.double() + scale * (d1 + d2)).float()}]
+
+
 def low_rank(u: torch.Tensor, n: int, seed: int, scale: float = 1e-2) -> torch.Tensor:
     """scale · u @ diag(r..1) @ vᵀ with v random orthonormal (n×r): column space exactly span(u)."""
     r = u.shape[1]

@@ -9,18 +9,16 @@ import torch
 from spurious_diag import AuditOptions, audit
 from spurious_diag.geometry.noise import factored_noise, noise_edge, rounding_noise_sq, rounding_variance, ulp
 from spurious_diag.updates.options import MIN_SNR
-from tests.updates.planted import PAIR_ANGLES, planted_pair, random_orthonormal, synthetic_weight, write_lora_adapter
+from tests.updates.planted import (PAIR_ANGLES, PAIR_NAME as NAME, b1_chain, planted_pair, stored_pair_chain,
+                                   synthetic_weight, write_lora_adapter)
 
-NAME = "model.layers.0.self_attn.q_proj.weight"
 ANGLES = PAIR_ANGLES.numpy()
 
 
 def stored_pair_audit(w0, rel, dtype, angles_deg=ANGLES, **options):
     """Audit base → A and base → B (``--base``), every checkpoint stored in ``dtype``."""
-    d_a, d_b = planted_pair(w0, rel, angles_deg)
-    base = w0.to(dtype)
-    a, b = (base.double() + d_a).to(dtype), (base.double() + d_b).to(dtype)
-    return audit([{NAME: base}, {NAME: a}, {NAME: b}], AuditOptions(rank=16, base=True, **options), progress=False)
+    return audit(stored_pair_chain(w0, rel, dtype, torch.as_tensor(angles_deg)),
+                 AuditOptions(rank=16, base=True, **options), progress=False)
 
 
 @pytest.mark.parametrize("shape", [(576, 576), (1536, 576)], ids=["576x576", "1536x576"])
@@ -75,13 +73,7 @@ def test_a_shared_subspace_in_bf16_is_no_longer_called_far_apart():
 def test_b1_float32_storage_noise_is_not_counted_as_signal(working):
     """A planted rank-4 update on 64×64 float32 checkpoints, small next to the weights (rel 1e-4): the
     working dtype's own cut kept float32 storage noise (rank 16, overlap 0.42); the floor does not."""
-    g = torch.Generator().manual_seed(0)
-    w0 = (0.02 * torch.randn(64, 64, generator=g, dtype=torch.float64)).float()
-    q, v = random_orthonormal(64, g), random_orthonormal(64, g)
-    d1 = q[:, :4] @ v[:, :4].T
-    d2 = q[:, :4] @ v[:, 4:8].T  # the same left subspace: overlap 1
-    scale = 1e-4 * float(w0.norm()) / float(d1.norm())
-    chain = [{NAME: w0}, {NAME: (w0.double() + scale * d1).float()}, {NAME: (w0.double() + scale * (d1 + d2)).float()}]
+    chain = b1_chain()
     old = audit(chain, AuditOptions(rank=16, dtype=working, noise_floor=False), progress=False)
     new = audit(chain, AuditOptions(rank=16, dtype=working), progress=False)
     assert old.pairs.iloc[0]["rank_a"] > 4 and old.pairs.iloc[0]["overlap"] < 0.9  # the bug, as it was
