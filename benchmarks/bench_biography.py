@@ -63,6 +63,8 @@ class BenchConfig:
     sparse_every: int = 100
     stop_check_every: int = 10
     early_stop: float = STOP_TARGET
+    gp_window: tuple[int, int] = (100, 150)
+    gp_rule: str = "exact"
 
 
 def _setup_worker() -> None:
@@ -132,7 +134,10 @@ def run_job(task0_dir: str, method_label: str, seed: int, config: BenchConfig,
     model, tokenizer, tasks = _load(task0_dir)
     method = parse_method(method_label)
     terms = [_read_fisher(*fisher)] if fisher is not None else []
-    result = train_task1(model, tokenizer, tasks, method, seed=seed, recipe=_recipe(config), fisher=terms)
+    from spurious_diag.continual.preliminary import PreliminaryRuns
+
+    result = train_task1(model, tokenizer, tasks, method, seed=seed, recipe=_recipe(config), fisher=terms,
+                         projection=PreliminaryRuns(*config.gp_window, rule=config.gp_rule))
     matrices = []
     for at in ("early_stop", "end"):
         matrix = accuracy_matrix(result, at=at)
@@ -239,8 +244,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--ewc", type=float, nargs="*", default=list(BenchConfig.ewc_lambdas))
     parser.add_argument("--no-replay", action="store_true")
     parser.add_argument("--extra", nargs="*", default=[], metavar="METHOD",
-                        help="more methods to run, e.g. GP 'LAMOL(0.25)' 'MIX(0.1)' (their defaults: GP's "
-                             "preliminary window 100..150, LAMOL's 0.2 pseudo-samples per record)")
+                        help="more methods to run, e.g. GP 'LAMOL(0.25)' 'MIX(0.1)' (LAMOL generates 0.2 "
+                             "pseudo-samples per record)")
+    parser.add_argument("--gp-window", type=int, nargs=2, default=list(BenchConfig.gp_window), metavar=("EARLY", "LATE"),
+                        help="GP's preliminary runs: D = weights at step LATE - at step EARLY (default 100 150)")
+    parser.add_argument("--gp-rule", choices=("exact", "official"), default=BenchConfig.gp_rule,
+                        help="GP's projection: exact, or the paper code's g - D*cos (default exact)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress of every run")
     args = parser.parse_args(argv)
 
@@ -254,7 +263,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     from spurious_diag.report.common import write_tables
 
     config = BenchConfig(seeds=tuple(args.seeds), task1_steps=args.task1_steps, task1_lr=args.task1_lr,
-                         freeze_ks=tuple(args.freeze), replay_fraction=args.replay, ewc_lambdas=tuple(args.ewc))
+                         freeze_ks=tuple(args.freeze), replay_fraction=args.replay, ewc_lambdas=tuple(args.ewc),
+                         gp_window=tuple(args.gp_window), gp_rule=args.gp_rule)
     started = time.perf_counter()
     out = Path(args.out)
     with tempfile.TemporaryDirectory(prefix="bench-biography-") as scratch:

@@ -10,6 +10,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..continual.ewc import FisherDiagonal
 from ..continual.methods import Method
+from ..continual.preliminary import PreliminaryRuns
 from ..continual.result import SequenceResult
 from ..continual.runner import SequenceOptions, run_sequence
 from ..continual.tasks import EvalSchedule, Task
@@ -65,7 +66,8 @@ def train_task0(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task
 def train_task1(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: Sequence[Task],
                 method: Method, *, seed: int, recipe: BiographyRecipe = BiographyRecipe(),
                 checkpoint_dir: Optional[Union[str, Path]] = None,
-                fisher: Sequence[FisherDiagonal] = ()) -> SequenceResult:
+                fisher: Sequence[FisherDiagonal] = (),
+                projection: PreliminaryRuns = PreliminaryRuns()) -> SequenceResult:
     """Train Task 1 in place on ``model`` (the end of Task 0) with ``method``.
 
     Args:
@@ -73,6 +75,8 @@ def train_task1(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task
         checkpoint_dir: weight-only ``checkpoint-N`` folders under ``checkpoint_dir/task1``
             (dense in the dip window, geometric after); None saves nothing.
         fisher: EWC's Task 0 Fisher term, when computed once for several runs.
+        projection: GP's preliminary window and projection rule.
     """
     return run_sequence(model, tokenizer, tasks, method, recipe.settings(), seed=seed, fisher=fisher,
-                        options=SequenceOptions(schedule=recipe.schedule(), first_task=1, checkpoint_dir=checkpoint_dir))
+                        options=SequenceOptions(schedule=recipe.schedule(), first_task=1, checkpoint_dir=checkpoint_dir,
+                                                projection=projection))
