@@ -99,27 +99,13 @@ def fisher_job(task0_dir: str, fisher_path: str, batch_size: int) -> dict[str, A
     """Worker: EWC's Fisher of Task 0's training data at the end of Task 0 (the paper's: batch-size-weighted
     squared batch-mean gradients, in training batches), saved to a file."""
     _setup_worker()
-    from safetensors.torch import save_file
-
-    from spurious_diag.continual.ewc import batch_fisher
+    from spurious_diag.continual.ewc import batch_fisher, save_fisher
 
     started = time.perf_counter()
     model, tokenizer, tasks = _load(task0_dir)
     fisher = batch_fisher(model, tokenizer, tasks[0].train, batch_size=batch_size, source=tasks[0].name)
-    save_file({f"fisher/{k}": v.contiguous() for k, v in fisher.fisher.items()}
-              | {f"anchor/{k}": v.contiguous() for k, v in fisher.anchor.items()}, fisher_path)
+    save_fisher(fisher, fisher_path)
     return {"n_examples": fisher.n_examples, "sum": fisher.total(), "seconds": time.perf_counter() - started}
-
-
-def _read_fisher(path: str, n_examples: int):
-    from safetensors.torch import load_file
-
-    from spurious_diag.continual.ewc import FisherDiagonal
-
-    tensors = load_file(path)
-    fisher = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("fisher/")}
-    anchor = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("anchor/")}
-    return FisherDiagonal(fisher, anchor, "task0", n_examples)
 
 
 def run_job(task0_dir: str, method_label: str, seed: int, config: BenchConfig,
@@ -127,13 +113,14 @@ def run_job(task0_dir: str, method_label: str, seed: int, config: BenchConfig,
     """Worker: Task 1 from the Task 0 model with one method and seed; returns its tables."""
     _setup_worker()
     from spurious_diag.biography.tasks import train_task1
+    from spurious_diag.continual.ewc import load_fisher
     from spurious_diag.continual.methods import parse_method
     from spurious_diag.continual.tables import accuracy_matrix, attribute_table, backward_transfer, run_summary
 
     started = time.perf_counter()
     model, tokenizer, tasks = _load(task0_dir)
     method = parse_method(method_label)
-    terms = [_read_fisher(*fisher)] if fisher is not None else []
+    terms = [load_fisher(fisher[0])] if fisher is not None else []
     from spurious_diag.continual.preliminary import PreliminaryRuns
 
     result = train_task1(model, tokenizer, tasks, method, seed=seed, recipe=_recipe(config), fisher=terms,

@@ -11,6 +11,8 @@ The pipeline, one sub-package each, data flowing down the list:
 - ``continual``: the continual-learning methods and the runner that trains task after task;
 - ``probes``: recovery, format probe, linear probes, grafting, residual shift, and ``diagnose``;
 - ``biography``: the paper's controlled experiment at CPU scale, and the demo;
+- ``comparison``: the continual-learning methods compared on the Biography tasks, each free
+  setting chosen on validation people (``spurious-diag compare``);
 - ``plots``: one function per figure, DataFrames in, Figure out;
 - ``report``: every ``report.md`` / ``summary.json`` / CSV writer;
 - ``cli``: the ``spurious-diag`` command, a thin shell over the library.
@@ -44,6 +46,8 @@ __getattr__, __dir__, _lazy_all = lazy.attach(__name__, submod_attrs={
     "probes.diagnosis": ["Diagnosis"],
     "probes.options": ["DiagnoseOptions", "RecoverySettings"],
     "biography.pretrain": ["load_base_model"],
+    "comparison.config": ["CompareConfig"],
+    "comparison.runner": ["run_comparison"],
 })
 
 __all__ = ["__version__", *_lazy_all]

@@ -3,18 +3,21 @@ recipe (DESIGN.md §5)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..continual.ewc import FisherDiagonal
+from ..continual.lamol import PSEUDO_SAMPLE_RATIO
 from ..continual.methods import Method
 from ..continual.preliminary import PreliminaryRuns
 from ..continual.result import SequenceResult
 from ..continual.runner import SequenceOptions, run_sequence
 from ..continual.tasks import EvalSchedule, Task
 from ..errors import UsageError
+from ..training.settings import TrainSettings
 from .people import ATTRIBUTES, generate_more_people
 from .recipe import BiographyRecipe
 from .scenario import BiographyData
@@ -51,15 +54,23 @@ def biography_tasks(data: BiographyData, new_tasks: int = 1) -> list[Task]:
     return tasks
 
 
+def _per_task(recipe: BiographyRecipe, n_tasks: int) -> list[TrainSettings]:
+    """Task 0's settings, then every new task's: each but the last ends at its early-stop point
+    (the next starts from there); the last marks it and trains on to its end."""
+    task0, new = recipe.settings()
+    return [task0, *[dataclasses.replace(new, stop_training=True)] * (n_tasks - 2), new]
+
+
 def train_task0(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: Sequence[Task],
-                recipe: BiographyRecipe = BiographyRecipe()) -> SequenceResult:
+                recipe: BiographyRecipe = BiographyRecipe(), method: Method = Method.seq()) -> SequenceResult:
     """Train Task 0 in place on ``model`` (the pretrained base), scored every 100 steps.
 
     Task 0's data order uses seed 0, so every Task 1 run of every seed starts from the same
-    model (the benchmark varies the Task 1 order).
+    model (the benchmark varies the Task 1 order). ``method`` matters only for methods that
+    change how the first task trains (LAMOL's language-model term); the others train it as SEQ.
     """
     sparse = EvalSchedule(dense_every=100, dense_until=0, sparse_every=100, stop_check_every=0)
-    return run_sequence(model, tokenizer, tasks, Method.seq(), recipe.settings(), seed=0,
+    return run_sequence(model, tokenizer, tasks, method, _per_task(recipe, len(tasks)), seed=0,
                         options=SequenceOptions(schedule=sparse, last_task=0))
 
 
@@ -67,8 +78,11 @@ def train_task1(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task
                 method: Method, *, seed: int, recipe: BiographyRecipe = BiographyRecipe(),
                 checkpoint_dir: Optional[Union[str, Path]] = None,
                 fisher: Sequence[FisherDiagonal] = (),
-                projection: PreliminaryRuns = PreliminaryRuns()) -> SequenceResult:
-    """Train Task 1 in place on ``model`` (the end of Task 0) with ``method``.
+                projection: PreliminaryRuns = PreliminaryRuns(),
+                pseudo_ratio: float = PSEUDO_SAMPLE_RATIO) -> SequenceResult:
+    """Train the new tasks (Task 1, and Task 2 … of a longer sequence) in place on ``model`` (the end
+    of Task 0) with ``method``. Every new task marks its early-stop point; each but the last ends
+    there, and the last trains on to its end.
 
     Args:
         seed: the Task 1 data order (task i uses ``seed + i``).
@@ -76,7 +90,8 @@ def train_task1(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task
             (dense in the dip window, geometric after); None saves nothing.
         fisher: EWC's Task 0 Fisher term, when computed once for several runs.
         projection: GP's preliminary window and projection rule.
+        pseudo_ratio: LAMOL's pseudo-samples per training record of a new task.
     """
-    return run_sequence(model, tokenizer, tasks, method, recipe.settings(), seed=seed, fisher=fisher,
+    return run_sequence(model, tokenizer, tasks, method, _per_task(recipe, len(tasks)), seed=seed, fisher=fisher,
                         options=SequenceOptions(schedule=recipe.schedule(), first_task=1, checkpoint_dir=checkpoint_dir,
-                                                projection=projection))
+                                                projection=projection, pseudo_ratio=pseudo_ratio))

@@ -17,7 +17,7 @@ from .._version import __version__
 from ..errors import SpuriousDiagError
 
 # One module per command, in the order ``--help`` lists them.
-COMMANDS = ("demo", "figures", "audit", "diagnose", "train", "pretrain", "layers", "convert")
+COMMANDS = ("demo", "figures", "audit", "diagnose", "train", "compare", "pretrain", "layers", "convert")
 
 
 def _positive_int(text: str) -> int:

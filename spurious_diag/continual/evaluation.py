@@ -164,7 +164,7 @@ class TaskProgressCallback(ResumableCallback):
                             self.task.name, self.task.primary, primary, self.early_stop)
                 if self.stop_training and control is not None:
                     control.should_training_stop = True
-        if step in self.save_steps or (self.stop_training and self.stop_step == step and self.save_steps):
+        if step in self.save_steps or (self.stop_step == step and self.save_steps):  # the early-stop point too
             self.saved.append(save_weights(model, self.checkpoint_dir / f"checkpoint-{step}"))
 
     def state_dict(self) -> dict[str, Any]:

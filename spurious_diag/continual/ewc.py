@@ -20,12 +20,16 @@ F = (F_t + t · F_old) / (t + 1), anchored at the latest model.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..errors import InvalidDataError, MismatchError, UsageError
@@ -33,7 +37,7 @@ from ..training.evaluate import eval_mode
 from ..training.records import IGNORE_INDEX, PaddingCollator, Record, encode_records
 
 __all__ = ["FisherDiagonal", "diagonal_fisher", "fisher_from_batch_gradients", "batch_fisher", "running_average",
-           "EwcPenalty"]
+           "save_fisher", "load_fisher", "EwcPenalty"]
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +209,26 @@ def running_average(new: FisherDiagonal, old: Optional[FisherDiagonal], tasks_be
             raise MismatchError("the Fishers differ in shape", tensor=name)
         fisher[name] = ((f.double() + t * old.fisher[name].to(f.device).double()) / (t + 1)).float()
     return FisherDiagonal(fisher, new.anchor, new.source, new.n_examples)
+
+
+def save_fisher(term: FisherDiagonal, path: "os.PathLike[str] | str") -> None:
+    """Write ``term`` (Fisher, anchor, source, count, and the names' order) to a safetensors file."""
+    tensors = {f"fisher/{n}": t.contiguous() for n, t in term.fisher.items()}
+    tensors.update({f"anchor/{n}": t.contiguous() for n, t in term.anchor.items()})
+    # The names' order too: sums over the terms (FisherDiagonal.total, the penalty) follow it.
+    save_file(tensors, str(path), metadata={"source": term.source, "n_examples": str(term.n_examples),
+                                             "fisher_order": json.dumps(list(term.fisher)),
+                                             "anchor_order": json.dumps(list(term.anchor))})
+
+
+def load_fisher(path: "os.PathLike[str] | str") -> FisherDiagonal:
+    """Read a :class:`FisherDiagonal` written by :func:`save_fisher`."""
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(str(path))
+    part = {kind: {n: tensors[f"{kind}/{n}"] for n in json.loads(metadata[f"{kind}_order"])}
+            for kind in ("fisher", "anchor")}
+    return FisherDiagonal(part["fisher"], part["anchor"], metadata["source"], int(metadata["n_examples"]))
 
 
 class EwcPenalty:

@@ -29,14 +29,14 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 import torch
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_model, save_model
 
 from ..errors import OutputDirError
 from ..freeze import FrozenCheck
 from ..outputs import staged_dir
 from ..training.checkpoints import last_checkpoint, write_state_json
 from ..training.resume import check_identity, read_identity, write_identity
-from .ewc import FisherDiagonal
+from .ewc import FisherDiagonal, load_fisher, save_fisher
 
 __all__ = ["FinishedTask", "RunState"]
 
@@ -63,26 +63,6 @@ class FinishedTask:
     frozen_check: Optional[FrozenCheck] = None
     runtime_s: float = 0.0
     fisher: Optional[FisherDiagonal] = field(default=None, repr=False)
-
-
-def _save_fisher(term: FisherDiagonal, path: Path) -> None:
-    tensors = {f"fisher/{n}": t.contiguous() for n, t in term.fisher.items()}
-    tensors.update({f"anchor/{n}": t.contiguous() for n, t in term.anchor.items()})
-    # The names' order too: sums over the terms (FisherDiagonal.total, the penalty) follow it.
-    save_file(tensors, str(path), metadata={"source": term.source, "n_examples": str(term.n_examples),
-                                             "fisher_order": json.dumps(list(term.fisher)),
-                                             "anchor_order": json.dumps(list(term.anchor))})
-
-
-def _load_fisher(path: Path) -> FisherDiagonal:
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        metadata = f.metadata()
-    tensors = load_file(str(path))
-    part = {kind: {n: tensors[f"{kind}/{n}"] for n in json.loads(metadata[f"{kind}_order"])}
-            for kind in ("fisher", "anchor")}
-    return FisherDiagonal(part["fisher"], part["anchor"], metadata["source"], int(metadata["n_examples"]))
 
 
 class RunState:
@@ -127,7 +107,7 @@ class RunState:
             return None
         saved = json.loads((folder / "result.json").read_text(encoding="utf-8"))
         check = saved.pop("frozen_check")
-        fisher = _load_fisher(folder / "fisher.safetensors") if (folder / "fisher.safetensors").is_file() else None
+        fisher = load_fisher(folder / "fisher.safetensors") if (folder / "fisher.safetensors").is_file() else None
         return FinishedTask(**saved, frozen_check=FrozenCheck(**check) if check is not None else None, fisher=fisher)
 
     def load_weights(self, index: int, model: torch.nn.Module) -> None:
@@ -141,6 +121,6 @@ class RunState:
         with staged_dir(str(self.directory / f"task-{index}"), overwrite=True) as staging:
             save_model(model, os.path.join(staging, "weights.safetensors"))
             if task.fisher is not None:
-                _save_fisher(task.fisher, Path(staging) / "fisher.safetensors")
+                save_fisher(task.fisher, Path(staging) / "fisher.safetensors")
             write_state_json(os.path.join(staging, "result.json"), fields)
         shutil.rmtree(self.train_dir(index), ignore_errors=True)

@@ -69,7 +69,8 @@ def negate_task_vector(theta_k: Mapping[str, torch.Tensor], theta_start: Mapping
 
 def task_vector_sweep(model: PreTrainedModel, evaluator: SequenceEvaluator, start: Mapping[str, torch.Tensor],
                       checkpoints: Mapping[int, Mapping[str, torch.Tensor]], alphas: Sequence[float], *,
-                      ends: Optional[Sequence[int]] = None, progress: bool = True) -> pd.DataFrame:
+                      ends: Optional[Sequence[int]] = None, ks: Optional[Sequence[int]] = None,
+                      progress: bool = True) -> pd.DataFrame:
     """Score θ_k − α·(θ_e − θ_start) for every checkpoint step k ≤ e, every e of ``ends`` (default: the
     last checkpoint) and every α, on every set of ``evaluator``'s tasks.
 
@@ -80,6 +81,7 @@ def task_vector_sweep(model: PreTrainedModel, evaluator: SequenceEvaluator, star
         checkpoints: step → state dict of the new task's SEQ run.
         alphas: the scales to try.
         ends: the steps e to take θ_end from.
+        ks: the steps k to take θ_k from (default: every checkpoint; only those ≤ e are used).
 
     Returns:
         One row per (k, e, α): ``k``, ``e``, ``alpha`` and ``exact_match`` per set, in columns
@@ -93,7 +95,11 @@ def task_vector_sweep(model: PreTrainedModel, evaluator: SequenceEvaluator, star
     if missing:
         raise UsageError(f"no checkpoint at steps {missing}; have {steps}")
     own = copy.deepcopy(model.state_dict())
-    candidates = [(k, e, float(a)) for e in ends for k in steps if k <= e for a in alphas]
+    ks = steps if ks is None else sorted(set(ks))
+    missing = [k for k in ks if k not in checkpoints]
+    if missing:
+        raise UsageError(f"no checkpoint at steps {missing}; have {steps}")
+    candidates = [(k, e, float(a)) for e in ends for k in ks if k <= e for a in alphas]
     rows = []
     try:
         for k, e, alpha in tqdm(candidates, desc="task vector", unit="model", disable=not progress):

@@ -71,7 +71,8 @@ class EvalSchedule:
     found at that granularity without paying for full evaluations.
 
     Checkpoints (when the runner is given a directory): step 0, every ``checkpoint_every``
-    steps up to ``dense_until``, then geometrically (×``checkpoint_ratio``), and the last step.
+    steps up to ``dense_until``, then geometrically (×``checkpoint_ratio``), the last step, and
+    the early-stop point (saved by the runner when it is reached).
 
     >>> EvalSchedule(dense_every=10, dense_until=30, sparse_every=50).full_steps(120)
     [0, 10, 20, 30, 50, 100, 120]
