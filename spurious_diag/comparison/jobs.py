@@ -127,7 +127,6 @@ def task_vector_job(config: CompareConfig, unit: Path, task0_unit: Path, seq_uni
     is read from the run). Writes ``unit/scores.csv``: ``k``, ``e``, ``e_step``, ``alpha`` and one
     ``<task>/<set>`` column per evaluation set.
     """
-    from safetensors.torch import load_file
 
     from ..continual.evaluation import SequenceEvaluator
     from ..continual.task_vector import task_vector_sweep
@@ -135,7 +134,7 @@ def task_vector_job(config: CompareConfig, unit: Path, task0_unit: Path, seq_uni
     started = time.perf_counter()
     base, tasks = _base_and_tasks(config)
     model = _load_model(task0_unit / MODEL_DIR)
-    start = load_file(os.fspath(task0_unit / MODEL_DIR / "model.safetensors"))
+    start = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     points = pd.read_csv(seq_unit / "points.csv")
     last = points[points["task_index"] == points["task_index"].max()].set_index("point")["step"]
     e_steps = {"stop": int(last["early_stop"]), "end": int(last["end"])}
@@ -145,11 +144,11 @@ def task_vector_job(config: CompareConfig, unit: Path, task0_unit: Path, seq_uni
     evaluator = SequenceEvaluator(base.tokenizer, tasks)
     frames = []
     for e in ("stop", "end"):
-        wanted = [(k, a) for k, point, a in candidates if point == e]
+        wanted = {(k, a) for k, point, a in candidates if point == e}
         if wanted:
             scored = task_vector_sweep(model, evaluator, start, states, sorted({a for _, a in wanted}),
                                        ends=[e_steps[e]], ks=sorted({k for k, _ in wanted}), progress=False)
-            keep = scored.apply(lambda row: (int(row["k"]), float(row["alpha"])) in set(wanted), axis=1)
+            keep = [(int(k), float(a)) in wanted for k, a in zip(scored["k"], scored["alpha"])]
             frames.append(scored[keep].assign(e=e, e_step=e_steps[e]))
     scores = pd.concat(frames, ignore_index=True)
     scores = scores[["k", "e", "e_step", "alpha", *[c for c in scores.columns if "/" in c]]]

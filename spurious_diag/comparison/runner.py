@@ -98,6 +98,11 @@ def _worker_init() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _needs_fisher(candidate: Candidate) -> bool:
+    """EWC(λ > 0) reads Task 0's Fisher (EWC(0) is SEQ)."""
+    return candidate.method is not None and candidate.method.kind == "ewc" and bool(candidate.method.param)
+
+
 def _variant(candidate: Candidate) -> str:
     lam = candidate.method.param if candidate.method is not None and candidate.method.kind == "lamol" else None
     return "plain" if not lam else f"lamol-{candidate.slug.split('-', 1)[1]}"
@@ -123,7 +128,7 @@ class _Plan:
         variant = _variant(candidate)
         deps = [f"task0/{variant}"]
         fisher = None
-        if candidate.method is not None and candidate.method.kind == "ewc" and candidate.method.param:
+        if _needs_fisher(candidate):
             deps.append("fisher")
             fisher = self.store.fisher_dir()
         checkpoints = candidate.family == "SEQ" and self.task_vector is not None
@@ -144,7 +149,7 @@ class _Plan:
         for candidate in trained:
             if _variant(candidate) != "plain":
                 units.append(self._task0(_variant(candidate), float(candidate.method.param)))  # type: ignore[union-attr,arg-type]
-        if any(c.method is not None and c.method.kind == "ewc" and c.method.param for c in trained):
+        if any(_needs_fisher(c) for c in trained):
             units.append(_Unit("fisher", self.store.fisher_dir(), J.fisher_job,
                                (self.store.task0_dir("plain"),), ("task0/plain",), _PRIORITY["fisher"]))
         for spec in self.specs:
@@ -418,9 +423,8 @@ def _collect(plan: _Plan, seconds: dict[str, float]) -> ComparisonResult:
                 alpha_rows.append({"seed": seed, "k": int(r["k"]), "alpha": float(r["alpha"]),
                                    "task0_test": r["task0/test"], "task0_val": r["task0/val"],
                                    "last_task": r[last_column]})
-    task0 = {key.split("/", 1)[1]: record for key in ("task0/plain",) + tuple(
-        f"task0/{_variant(c)}" for s in plan.specs for c in s.candidates if c.trains and _variant(c) != "plain")
-        for record in [plan.store.done(plan.store.task0_dir(key.split("/", 1)[1]))] if record is not None}
+    variants = dict.fromkeys(["plain", *(_variant(c) for s in plan.specs for c in s.candidates if c.trains)])
+    task0 = {v: record for v in variants if (record := plan.store.done(plan.store.task0_dir(v))) is not None}
     return ComparisonResult(
         config, pd.DataFrame(methods), pd.DataFrame(candidates),
         pd.concat(accuracy, ignore_index=True)[["method", "setting", "seed", "after", "task", "exact_match"]],

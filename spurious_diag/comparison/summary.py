@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from ..continual.tables import mean_over_seeds
+
 __all__ = ["PAPER_TASK0", "MEAN_COLUMNS", "method_means", "claim"]
 
 # Task 0 exact match after the task sequence, in the paper (percent); None: not reported.
@@ -25,27 +27,21 @@ MEAN_COLUMNS = ["task0_after", "task0_dip", "task0_stop", "task0_end", "task1_st
 
 
 def method_means(methods: pd.DataFrame) -> pd.DataFrame:
-    """One row per method (in the table's order): ``method``, ``setting``, ``seeds``, and
-    ``<column>_mean`` / ``<column>_std`` (sample s.d. over seeds; NaN for one seed) of
-    :data:`MEAN_COLUMNS`.
+    """One row per method (in the table's order): ``method``, ``setting``, ``<column>_mean`` /
+    ``<column>_std`` (sample s.d. over seeds; NaN for one seed) of :data:`MEAN_COLUMNS`
+    (:func:`~spurious_diag.continual.tables.mean_over_seeds`), and ``seeds``.
 
     >>> t = pd.DataFrame({"method": ["SEQ", "SEQ"], "setting": ["", ""], "seed": [0, 1], "task0_stop": [0.1, 0.3]})
     >>> row = method_means(t).iloc[0]
     >>> round(float(row["task0_stop_mean"]), 3), round(float(row["task0_stop_std"]), 3)
     (0.2, 0.141)
     """
-    rows = []
-    for method, group in methods.groupby("method", sort=False):
-        settings = list(dict.fromkeys(group["setting"].astype(str)))
-        row: dict[str, Any] = {"method": method, "setting": settings[0] if len(settings) == 1 else "; ".join(settings),
-                               "seeds": int(group["seed"].nunique())}
-        for column in MEAN_COLUMNS:
-            if column in group:
-                values = pd.to_numeric(group[column], errors="coerce")
-                row[f"{column}_mean"] = float(values.mean())
-                row[f"{column}_std"] = float(values.std(ddof=1)) if values.notna().sum() > 1 else math.nan
-        rows.append(row)
-    return pd.DataFrame(rows)
+    columns = [c for c in MEAN_COLUMNS if c in methods.columns]
+    means = mean_over_seeds(methods[["method", "seed", *columns]], by="method").rename(columns={"n_seeds": "seeds"})
+    settings = methods.groupby("method", sort=False)["setting"].agg(
+        lambda s: "; ".join(dict.fromkeys(s.fillna("").astype(str))))
+    means.insert(1, "setting", means["method"].map(settings))
+    return means
 
 
 def claim(means: pd.DataFrame, tolerance: float) -> dict[str, Any]:
