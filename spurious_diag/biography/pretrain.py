@@ -150,6 +150,25 @@ def save_base_model(base: BaseModel, out_dir: PathArg, *, overwrite: bool = Fals
     return Path(out_dir)
 
 
+def read_base_manifest(directory: PathArg) -> dict:
+    """The manifest of a saved base model directory (cheap: no weights are read).
+
+    Raises:
+        CheckpointNotFoundError: ``directory`` lacks the manifest.
+        InvalidDataError: the manifest is not valid JSON or of another kind.
+    """
+    manifest_path = Path(directory) / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise CheckpointNotFoundError(f"no {MANIFEST_NAME}: not a Biography base model directory", Path(directory))
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InvalidDataError(f"manifest is not JSON ({exc.msg})", manifest_path) from None
+    if manifest.get("kind") != "biography_base_model":
+        raise InvalidDataError(f"manifest kind is {manifest.get('kind')!r}, not 'biography_base_model'", manifest_path)
+    return manifest
+
+
 def load_base_model(path: Optional[PathArg] = None) -> BaseModel:
     """Load a saved base model (default: the shipped one), fp32, eval mode.
 
@@ -158,15 +177,7 @@ def load_base_model(path: Optional[PathArg] = None) -> BaseModel:
         InvalidDataError: the manifest is not valid JSON or of another kind.
     """
     directory = Path(path) if path is not None else shipped_base_dir()
-    manifest_path = directory / MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise CheckpointNotFoundError(f"no {MANIFEST_NAME}: not a Biography base model directory", directory)
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InvalidDataError(f"manifest is not JSON ({exc.msg})", manifest_path) from None
-    if manifest.get("kind") != "biography_base_model":
-        raise InvalidDataError(f"manifest kind is {manifest.get('kind')!r}, not 'biography_base_model'", manifest_path)
+    manifest = read_base_manifest(directory)
     tokenizer = load_tokenizer(directory)
     model = LlamaForCausalLM.from_pretrained(os.fspath(directory), dtype=torch.float32, local_files_only=True)
     return BaseModel(model.eval(), tokenizer, manifest)

@@ -367,6 +367,10 @@ def run_comparison(config: CompareConfig, out_dir: os.PathLike | str, *, jobs: i
     if jobs < 1:
         raise UsageError(f"jobs must be >= 1, got {jobs}")
     specs = parse_methods(config.methods)
+    if config.base_dir is not None:  # a bad --base fails here, before anything is written
+        from ..biography.pretrain import read_base_manifest
+
+        read_base_manifest(config.base_dir)
     store = ComparisonStore(out_dir, config.to_dict(), resume=resume, overwrite=overwrite)
     plan = _Plan(config, specs, store)
     seconds = _run_units(plan, store, jobs, progress)

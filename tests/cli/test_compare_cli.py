@@ -43,3 +43,11 @@ def test_unparseable_seeds_are_an_argparse_error(tmp_path):
     with pytest.raises(SystemExit) as info:
         main(["compare", "--out", str(tmp_path / "out"), "--seeds", "0,x"])
     assert info.value.code == 2
+
+
+def test_a_base_that_is_not_a_base_model_is_named_and_nothing_is_written(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["compare", "--base", str(tmp_path / "missing"), "--out", str(out)]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / "missing") in err[0] and "biography_manifest.json" in err[0]
+    assert not out.exists()
