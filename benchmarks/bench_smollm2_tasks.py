@@ -113,6 +113,12 @@ class BenchConfig:
     chat_max_new_tokens: int = 24
     text_paragraphs: int = 30
     text_new_tokens: int = 48
+    # > 0: Task B under SEQ saves every this many steps and ``diagnose_run`` maps the forgetting
+    # over every ``map_stride``-th of those checkpoints (layer × step), set beside the grafting result,
+    # on the layers below (the bottom arm's rows through blocks k − 1 match the graft depths k).
+    map_every: int = 0
+    map_stride: int = 2
+    map_layers: tuple[int, ...] = (-1, 0, 1, 5, 10, 14, 20, 25, 29, 30)
     seed: int = 0
 
 
@@ -399,14 +405,14 @@ def config_hash(*parts: Any) -> str:
 
 
 def train(model_dir: Path, data: Path, out: Path, *, steps: int, lr: float, batch_size: int, seed: int,
-          freeze: Optional[int], eval_path: Optional[Path] = None, eval_every: int = 0) -> Any:
-    """``spurious-diag train``'s engine; weights only (no full-state checkpoints)."""
+          freeze: Optional[int], eval_path: Optional[Path] = None, eval_every: int = 0, save_every: int = 0) -> Any:
+    """``spurious-diag train``'s engine; full-state ``checkpoints/checkpoint-N`` only with ``save_every``."""
     from spurious_diag.report.train import write_train_report
     from spurious_diag.training.finetune import finetune
     from spurious_diag.training.settings import FinetuneOptions, TrainSettings
 
     cfg = FinetuneOptions(settings=TrainSettings(steps=steps, lr=lr, batch_size=batch_size), freeze_layers=freeze,
-                          seed=seed, eval_every=eval_every)
+                          seed=seed, eval_every=eval_every, save_every=save_every)
     result = finetune(str(model_dir), str(data), str(out), cfg, eval_path=str(eval_path) if eval_path else None)
     write_train_report(result)
     return result
@@ -428,7 +434,8 @@ def run_family(family: str, start_dir: Path, data: Path, methods: Sequence[tuple
         out = work / f"{family}-{'seq' if k is None else f'freeze{k}'}"
         out.mkdir(parents=True, exist_ok=True)
         res = train(start_dir, data, out, steps=steps, lr=lr, batch_size=config.batch_size, seed=config.seed,
-                    freeze=k, eval_path=curve_path if config.curve_every else None, eval_every=config.curve_every)
+                    freeze=k, eval_path=curve_path if config.curve_every else None, eval_every=config.curve_every,
+                    save_every=config.map_every if (family == "B" and k is None) else 0)
         frac = res.freeze.trainable_fraction if res.freeze else 1.0
         timing.append({"run": f"{family} {label}", "trainable": frac, "s_per_step": res.seconds_per_step,
                        "final_loss": res.final_loss})
@@ -551,6 +558,63 @@ def diagnose_seq(base_dir: Path, a_dir: Path, seq_dir: Path, sets: Sets, tokeniz
     stamp("diagnose done")
     # summary.json keeps the diagnosis with its header, as Diagnosis.to_dict() gave it.
     return {"diagnosis": {**summary_header("diagnosis", SCHEMA_VERSION), **diagnosis_content(diagnosis)}}
+
+
+def forgetting_map_seq(a_dir: Path, chain: Path, sets: Sets, tokenizer: Any, config: BenchConfig, out: Path
+                       ) -> dict[str, Any]:
+    """``diagnose_run`` over Task B's SEQ checkpoints on Task A: the forgetting map (layer × step), set
+    beside the grafting result (``diagnose_grafting.csv``, when the diagnosis ran)."""
+    from spurious_diag.probes.options import DiagnoseOptions
+    from spurious_diag.probes.run_diagnosis import diagnose_run
+    from spurious_diag.report.run_diagnosis import write_run_diagnosis
+
+    maps = out / "forgetting_map"
+    maps.mkdir(exist_ok=True)
+    # The map alone: its probes (linear, recovery) are the diagnosis's business here.
+    run = diagnose_run(a_dir, chain, sets.a_held, recovery_records=sets.a_pool, tokenizer=tokenizer,
+                       options=DiagnoseOptions(probes=("grafting",), eval_batch_size=64, seed=config.seed,
+                                               map_layers=config.map_layers),
+                       every=config.map_stride, progress=False)
+    write_run_diagnosis(run, maps)
+    fmap = run.frames["forgetting_map"]
+    last = int(fmap["step"].max())
+    at = fmap[fmap["step"] == last].pivot(index="layer", columns="arm", values="restored")
+    print_table(f"forgetting map of Task B (SEQ) on Task A at step {last} (Task A {run.summary['acc_last']:.3f}, "
+                f"before {run.summary['acc_before']:.3f}): restored fraction per layer, one layer reverted "
+                "(single) or the bottom layers through it (bottom); -1 = embeddings = LM head (tied), 30 = final "
+                "norm + head", at.reset_index())
+    by_step = fmap[fmap["arm"] == "single"].pivot(index="step", columns="layer", values="restored")
+    halves = {"bottom half (-1..14)": [c for c in by_step.columns if c < 15],
+              "top half (20..30)": [c for c in by_step.columns if c >= 15]}
+    print_table("the most any single layer restores, per step and half of the depth",
+                pd_frame({name: by_step[cols].max(axis=1) for name, cols in halves.items()}, by_step.index))
+    graft_path = out / "diagnose_grafting.csv"
+    agreement: dict[str, Any] = {"summary": run.summary}
+    if graft_path.is_file():
+        import pandas as pd
+
+        graft = pd.read_csv(graft_path)
+        bottom = fmap[(fmap["step"] == last) & (fmap["arm"] == "bottom")].set_index("layer")["restored"]
+        rows = []
+        for row in graft[graft["arm"] == "bottom"].itertuples():
+            if row.k == 0:
+                continue
+            # graft bottom k = blocks 0..k-1 (embeddings tied to the head are never grafted); the map's
+            # bottom arm through block k-1 also reverts the embeddings (= the head's matrix here)
+            rows.append({"k": row.k, "graft_bottom_k_old_acc": row.old_acc,
+                         "map_bottom_through_block_k-1_restored": bottom.get(row.k - 1)})
+        table = pd.DataFrame(rows)
+        print_table("grafting (the SEQ end model, blocks 0..k-1 from after A) beside the map's bottom arm at the "
+                    "last step", table)
+        agreement["grafting_vs_map"] = table.to_dict("records")
+    stamp(f"forgetting map done ({len(run.settings['steps'])} checkpoints)")
+    return {"forgetting_map": agreement}
+
+
+def pd_frame(columns: dict[str, Any], index: Any) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(columns, index=index).reset_index()
 
 
 def main() -> None:
@@ -690,6 +754,8 @@ def main() -> None:
 
         if not args.skip_diagnose and a_dir is not None and (work / "B-seq" / "model.safetensors").is_file():
             summary.update(diagnose_seq(base_dir, a_dir, work / "B-seq", sets, tokenizer, config, out))
+        if config.map_every and a_dir is not None and (work / "B-seq" / "checkpoints").is_dir():
+            summary.update(forgetting_map_seq(a_dir, work / "B-seq" / "checkpoints", sets, tokenizer, config, out))
         if not args.skip_diagnose and (work / "P-seq" / "model.safetensors").is_file():
             forgot = load(work / "P-seq")
             rec = chat_recovery(forgot, sets, tokenizer, config)

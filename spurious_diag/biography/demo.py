@@ -50,6 +50,8 @@ from .demo_config import DemoConfig
 from .pretrain import load_base_model, shipped_base_dir
 from .recipe import BiographyRecipe, check_targets, probe_inputs
 from .tasks import biography_tasks, train_task0, train_task1
+from .views import (early_window, feature_view_job, fisher_angle_job, forgetting_maps_job, landscape_job,
+                    recovery_curve_job, summarize_views, weight_view)
 
 __all__ = ["DemoRun", "run_demo", "best_k_on_validation"]
 
@@ -100,24 +102,25 @@ def _task1_job(task0_dir: str, label: str, seed: int, recipe: BiographyRecipe, c
 class _Deferred:
     """A future that runs its job in this process when its result is first asked for (``jobs`` = 1)."""
 
-    def __init__(self, fn: Callable[..., SequenceResult], *args: Any):
+    def __init__(self, fn: Callable[..., Any], *args: Any):
         self._fn, self._args, self._done, self._value = fn, args, False, None
 
-    def result(self) -> SequenceResult:
+    def result(self) -> Any:
         if not self._done:
             self._value, self._done = self._fn(*self._args), True
         return self._value  # type: ignore[return-value]
 
 
-class Task1Pool:
-    """Runs Task 1 jobs in ``jobs`` one-thread worker processes (spawned), or lazily in this
-    process when ``jobs`` is 1, so the caller can work (e.g. diagnose SEQ) while the sweep trains."""
+class WorkerPool:
+    """Runs jobs (Task 1 runs, the views) in ``jobs`` one-thread worker processes (spawned), or
+    lazily in this process when ``jobs`` is 1, so the caller can work (e.g. diagnose SEQ) while the
+    sweep trains. Jobs start in the order they are submitted."""
 
     def __init__(self, jobs: int):
         self.jobs = jobs
         self._pool: Optional[ProcessPoolExecutor] = None
 
-    def __enter__(self) -> "Task1Pool":
+    def __enter__(self) -> "WorkerPool":
         if self.jobs > 1:
             self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_worker_init)
@@ -128,10 +131,14 @@ class Task1Pool:
             self._pool.shutdown(cancel_futures=exc[0] is not None)
 
     def submit(self, task0_dir: str, label: str, config: DemoConfig, checkpoint_dir: Optional[str] = None,
-               save_end: Optional[str] = None) -> Any:
-        """Start (or defer) one Task 1 run; returns an object whose ``result()`` is its SequenceResult."""
-        job = (task0_dir, label, config.seed, config.recipe, checkpoint_dir, save_end)
-        return self._pool.submit(_task1_job, *job) if self._pool is not None else _Deferred(_task1_job, *job)
+               save_end: Optional[str] = None, recipe: Optional[BiographyRecipe] = None) -> Any:
+        """Start (or defer) one Task 1 run (with ``config.recipe`` unless ``recipe`` is given);
+        returns an object whose ``result()`` is its SequenceResult."""
+        return self.call(_task1_job, task0_dir, label, config.seed, recipe or config.recipe, checkpoint_dir, save_end)
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Start (or defer) ``fn(*args)`` (a module-level function); returns an object with ``result()``."""
+        return self._pool.submit(fn, *args) if self._pool is not None else _Deferred(fn, *args)
 
 
 # ----------------------------------------------------------------------------- tables
@@ -178,6 +185,41 @@ def best_k_on_validation(sweep: pd.DataFrame) -> Optional[int]:
 
 # ----------------------------------------------------------------------------- the pipeline
 
+def _slug(label: str) -> str:
+    """A method label as a folder name: ``Freeze(1)`` → ``Freeze-1``, ``REPLAY(0.1)`` → ``REPLAY-0.1``."""
+    return label.replace("(", "-").replace(")", "").replace(",", "_")
+
+
+def _chain_dir(chains: Path, label: str) -> Path:
+    """Where a Task 1 run's ``checkpoint-N`` chain lies (the runner adds the task's folder)."""
+    return chains / _slug(label) / "task1"
+
+
+def _checkpoints_only(recipe: BiographyRecipe) -> BiographyRecipe:
+    """The recipe with the same checkpoints but full evaluations only at the window's end and the last step."""
+    return dataclasses.replace(recipe, dense_every=recipe.dip_window, sparse_every=recipe.task1_steps,
+                               stop_check_every=0)
+
+
+def _collect_views(views: dict[str, Any], landscapes: dict[str, dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+    """The views' futures → tables: the maps, ``recovery_by_step``, and every method's landscape
+    (``landscapes``: those computed here, by method) in one table."""
+    tables: dict[str, pd.DataFrame] = {}
+    for name, future in views.items():
+        result = future.result()
+        if name.startswith("landscape "):
+            landscapes[name.removeprefix("landscape ")] = result
+        elif isinstance(result, pd.DataFrame):
+            tables["recovery_by_step"] = result
+        else:
+            tables.update(result)
+    for key in ("landscape", "landscape_trajectory"):
+        frames = [result[key] for result in landscapes.values()]
+        if frames:
+            tables[key] = pd.concat(frames, ignore_index=True)
+    return tables
+
+
 def _save_model(model: Any, tokenizer: Any, path: Path) -> str:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -206,6 +248,7 @@ def run_demo(out_dir: os.PathLike | str, config: DemoConfig = DemoConfig()) -> D
         # as the other core is busy (DESIGN.md §5), and the workers keep both cores busy.
         torch.set_num_threads(1)
         base = load_base_model()
+        base_dir = os.fspath(shipped_base_dir())
         data = base.scenario()
         tasks = biography_tasks(data)
         task0_result = train_task0(base.model, base.tokenizer, tasks, recipe)
@@ -213,18 +256,23 @@ def run_demo(out_dir: os.PathLike | str, config: DemoConfig = DemoConfig()) -> D
         timing["task0_s"] = time.perf_counter() - started
 
         labels = ["SEQ", *(Method.freeze(k).label for k in config.freeze_ks)]
-        logger.info("Task 1: %s (%d worker processes; the diagnosis of SEQ runs beside the sweep)",
-                    ", ".join(labels), max(config.jobs, 1))
-        chain_dir = work / "seq_chain" / "task1"
+        replay = config.views.replay
+        logger.info("Task 1: %s, and %s for the loss landscape (%d worker processes; the diagnosis of SEQ runs "
+                    "beside the sweep)", ", ".join(labels), replay, max(config.jobs, 1))
+        chains = work / "chains"
+        chain_dir = _chain_dir(chains, "SEQ")
         # No time estimate: the runs finish in bursts (SEQ first, the sweep together later), so a
         # rate-based estimate misleads; the elapsed time and the runs done say where it stands.
         bar = tqdm(total=len(labels), desc="Task 1 runs", unit="run",
                    bar_format="{desc}: {n_fmt}/{total_fmt} runs |{bar}| {elapsed} elapsed")
-        with Task1Pool(config.jobs) as pool:
-            pending = {label: pool.submit(task0_dir, label, config,
-                                          *((os.fspath(chain_dir.parent), os.fspath(models / "seq_end"))
-                                            if label == "SEQ" else ()))
+        with WorkerPool(config.jobs) as pool:
+            pending = {label: pool.submit(task0_dir, label, config, os.fspath(chains / _slug(label)),
+                                          os.fspath(models / "seq_end") if label == "SEQ" else None)
                        for label in labels}
+            # REPLAY is trained for its loss landscape only: its checkpoints, few evaluations
+            # (`spurious-diag compare` measures it against the other methods).
+            replay_run = pool.submit(task0_dir, replay, config, os.fspath(chains / _slug(replay)),
+                                     recipe=_checkpoints_only(recipe))
             results = {"SEQ": pending.pop("SEQ").result()}
             bar.update()
             timing["seq_s"] = time.perf_counter() - started - timing["task0_s"]
@@ -234,6 +282,11 @@ def run_demo(out_dir: os.PathLike | str, config: DemoConfig = DemoConfig()) -> D
             dip_dir = models / "seq_dip"
             shutil.copytree(chain_dir / f"checkpoint-{dip_step}", dip_dir)
             base.tokenizer.save_pretrained(dip_dir)
+            window = early_window(dip_step, [step for step, _ in list_chain(os.fspath(chain_dir))],
+                                  config.views.window_ratio)
+            logger.info("the paper's views of SEQ: early window %d -> %d, in the workers as they free up", *window)
+            views = {"maps": pool.call(forgetting_maps_job, task0_dir, os.fspath(chain_dir), config.views,
+                                       config.seed)}
 
             logger.info("diagnosis of SEQ at its dip (step %d): choosing recovery settings on validation people",
                         dip_step)
@@ -245,34 +298,55 @@ def run_demo(out_dir: os.PathLike | str, config: DemoConfig = DemoConfig()) -> D
                 dip_model, control, base.tokenizer, inputs.recovery_pool, inputs.validation,
                 config.recovery_candidates, n=max(config.recovery_ns))
             recovery = dataclasses.replace(chosen, ns=config.recovery_ns, seed=config.seed)
-            geometry = audit([os.fspath(shipped_base_dir()), task0_dir, os.fspath(dip_dir)], AuditOptions(rank=8),
-                             progress=False)
+            # The recovery curve runs at the largest n (the diagnosis reports every n at the dip).
+            views["recovery"] = pool.call(recovery_curve_job, task0_dir, os.fspath(chain_dir), base_dir,
+                                          dataclasses.replace(recovery, ns=(max(recovery.ns),)), config.views)
+            geometry = audit([base_dir, task0_dir, os.fspath(dip_dir)], AuditOptions(rank=8), progress=False)
             diagnosis = diagnose(task0_dir, os.fspath(dip_dir), inputs.held_out, base=control,
                                  new_task_records=inputs.new_task, pretraining_records=inputs.pretraining,
                                  recovery_records=inputs.recovery_pool, audit_result=geometry,
                                  tokenizer=base.tokenizer,
-                                 options=DiagnoseOptions(recovery=recovery, seed=config.seed))
+                                 options=DiagnoseOptions(recovery=recovery, seed=config.seed,
+                                                         max_candidates=config.format_candidates))
             timing["diagnosis_s"] = time.perf_counter() - phase
             k = diagnosis.recommendation.k
             label = Method.freeze(k).label if k is not None else None
             if label is not None and label not in pending:
                 logger.info("Task 1 with %s (the recommended depth is outside the sweep)", label)
-                pending[label] = pool.submit(task0_dir, label, config)
+                pending[label] = pool.submit(task0_dir, label, config, os.fspath(chains / _slug(label)))
                 bar.total += 1
+
+            # The cheap views here, then SEQ's landscape, while the workers train and map.
+            phase = time.perf_counter()
+            view_tables = weight_view(base_dir, task0_dir, os.fspath(chain_dir), window)
+            view_tables["fisher_angle"], fisher_r = fisher_angle_job(task0_dir, view_tables["weight_view_pairs"],
+                                                                     config.views)
+            view_tables["fisher_correlation"] = pd.DataFrame([fisher_r])
+            view_tables.update(feature_view_job(base_dir, task0_dir, os.fspath(chain_dir), window, config.views))
+            landscapes = {"SEQ": landscape_job("SEQ", os.fspath(chain_dir), window, config.views)}
+            replay_run.result()
+            views[f"landscape {replay}"] = pool.call(landscape_job, replay, os.fspath(_chain_dir(chains, replay)),
+                                                     window, config.views)
             for name, future in pending.items():
                 results[name] = future.result()
                 rows[name] = _summary_row(results[name], recipe)
                 bar.update()
+                if name == label:
+                    views[f"landscape {name}"] = pool.call(landscape_job, name, os.fspath(_chain_dir(chains, name)),
+                                                           window, config.views)
+            view_tables.update(_collect_views(views, landscapes))
+            timing["views_s"] = time.perf_counter() - phase
         bar.close()
         torch.set_num_threads(threads)
         timing["task1_and_diagnosis_s"] = time.perf_counter() - started - timing["task0_s"]
 
         logger.info("auditing SEQ's Task 1 trajectory (steps 0-%d)", recipe.dip_window)
         # The window where the paper finds the damage, at its even checkpoint spacing.
-        window = [(step, path) for step, path in list_chain(os.fspath(chain_dir)) if step <= recipe.dip_window]
-        trajectory = audit([path for _, path in window], AuditOptions(angles=False, pairs="trajectory"),
+        trajectory_window = [(step, path) for step, path in list_chain(os.fspath(chain_dir))
+                             if step <= recipe.dip_window]
+        trajectory = audit([path for _, path in trajectory_window], AuditOptions(angles=False, pairs="trajectory"),
                            progress=False)
-        trajectory.updates["to_step"] = trajectory.updates["to_ckpt"].map(lambda i: window[int(i)][0])
+        trajectory.updates["to_step"] = trajectory.updates["to_ckpt"].map(lambda i: trajectory_window[int(i)][0])
 
     sweep_ks = sorted({*config.freeze_ks, *([k] if k is not None else [])})
     sweep = _sweep_table(rows, sweep_ks)
@@ -299,6 +373,7 @@ def run_demo(out_dir: os.PathLike | str, config: DemoConfig = DemoConfig()) -> D
         "diagnosis": {"at": "SEQ dip", "step": dip_step, "verdict": diagnosis.verdict, "reason": diagnosis.reason,
                       "recommended_k": k, "recommendation": diagnosis.recommendation.to_dict()},
         "targets": check_targets(seq, freeze_row or {}),
+        "views": summarize_views(view_tables, dip_step=dip_step, window=window, correlation=fisher_r),
         "timing": timing,
     }
     tables = {
@@ -313,6 +388,7 @@ def run_demo(out_dir: os.PathLike | str, config: DemoConfig = DemoConfig()) -> D
         "audit_pairs": geometry.pairs,
         "trajectory_updates": trajectory.updates,
         **{f"diagnosis_{name}": frame for name, frame in diagnosis.frames.items()},
+        **view_tables,
     }
     timing["total_s"] = time.perf_counter() - started
     summary = write_demo_outputs(out, summary, tables)

@@ -9,6 +9,7 @@ from typing import Any, Optional
 from ..errors import UsageError
 from ..probes.options import RecoverySettings
 from .recipe import BiographyRecipe
+from .view_settings import ViewSettings
 
 __all__ = ["DemoConfig", "DEFAULT_RECOVERY_CANDIDATES"]
 
@@ -31,6 +32,8 @@ class DemoConfig:
         jobs: worker processes for the Task 1 runs (one thread each; 1 runs them in-process).
         keep_models: save the Task 0, SEQ-dip and SEQ-end models under ``models/``.
         probe_people: score the probes on the first this many people of each split (None: all).
+        format_candidates: the format probe ranks each true value among this many candidates.
+        views: how much of the paper's views (forgetting maps, recovery curve, landscapes, ...) to compute.
     """
 
     recipe: BiographyRecipe = field(default=BiographyRecipe(), metadata={"cli": False})
@@ -42,6 +45,10 @@ class DemoConfig:
     jobs: int = field(default=2, metadata={"help": "worker processes for the Task 1 runs"})
     keep_models: bool = field(default=True, metadata={"cli": False})
     probe_people: Optional[int] = field(default=None, metadata={"cli": False})
+    # 10 rather than diagnose's 20 halves the ranking's cost and leaves the verdict alone (it reads
+    # exact match); chance top-1 is then 0.1.
+    format_candidates: int = field(default=10, metadata={"cli": False})
+    views: ViewSettings = field(default=ViewSettings(), metadata={"cli": False})
 
     def __post_init__(self) -> None:
         if self.jobs < 1:
@@ -56,10 +63,13 @@ class DemoConfig:
                                  stop_check_every=10, checkpoint_every=10)
         return cls(recipe=recipe, freeze_ks=(0, 1), recovery_ns=(10, 50),
                    recovery_candidates=(RecoverySettings(lr=1e-4, steps=4),), jobs=jobs, keep_models=False,
-                   probe_people=30)
+                   probe_people=30,
+                   views=ViewSettings(map_people=10, probe_people=30, landscape_size=5, landscape_records=8,
+                                      feature_people=10, fisher_examples=64))
 
     def to_dict(self) -> dict[str, Any]:
         return {"recipe": self.recipe.to_dict(), "seed": self.seed, "freeze_ks": list(self.freeze_ks),
                 "recovery_ns": list(self.recovery_ns),
                 "recovery_candidates": [{"lr": c.lr, "steps": c.steps} for c in self.recovery_candidates],
-                "jobs": self.jobs, "probe_people": self.probe_people}
+                "jobs": self.jobs, "probe_people": self.probe_people, "format_candidates": self.format_candidates,
+                "views": self.views.to_dict()}

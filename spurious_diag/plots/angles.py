@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from ._style import PALETTE, layer_label, layer_order, new_axes
 
-__all__ = ["angle_violins", "random_angle_deg"]
+__all__ = ["angle_violins", "random_angle_deg", "window_angles_plot"]
 
 
 def random_angle_deg(overlap_random: float) -> float:
@@ -50,4 +50,41 @@ def angle_violins(pairs: pd.DataFrame, pair: tuple[int, int] = (1, 2), *, num_la
     ax.tick_params(axis="x", rotation=45)
     ax.legend(loc="lower right", frameon=False)
     ax.set_title("Orthogonality of task updates by layer")
+    return fig
+
+
+_QUANTITY_LABELS = {"angle_mean_deg": "ours: mean principal angle, top-8 subspaces",
+                    "paper_angle_mean_deg": "the paper's: z-scored, 99% energy, one-sided"}
+
+
+def window_angles_plot(frame: pd.DataFrame, *, value: str = "angle_mean_deg", num_layers: Optional[int] = None,
+                       ax: Optional[Axes] = None) -> Figure:
+    """Angle per layer (mean over its weights) of each comparison of the weight view.
+
+    Args:
+        frame: the weight view (``comparison``, ``layer``, ``status`` and ``value``), e.g.
+            ``Task 0 vs early`` (Task 0's update against Task 1's early window) and
+            ``early vs rest`` (the early window against the rest of Task 1).
+        value: ``angle_mean_deg`` (ours) or ``paper_angle_mean_deg`` (the paper's quantity).
+        num_layers: the block count L (names layer L ``head``); default: the largest layer.
+
+    Returns:
+        The figure: one line per comparison, the points the per-layer means. Nothing is shown or saved.
+    """
+    rows = frame[(frame["status"] == "ok") & frame["layer"].notna() & frame[value].notna()]
+    if rows.empty:
+        raise ValueError(f"no rows with a {value}")
+    layers = layer_order(rows["layer"])
+    num_layers = int(max(layers)) if num_layers is None else num_layers
+    fig, ax = new_axes(ax, (1.5 + 0.6 * len(layers), 3.6))
+    for i, (comparison, group) in enumerate(rows.groupby("comparison", sort=False)):
+        means = group.groupby("layer")[value].mean().reindex(layers)
+        ax.plot(range(len(layers)), means.to_numpy(), marker="o", color=PALETTE[i % len(PALETTE)], label=comparison)
+    ax.set_xticks(range(len(layers)), [layer_label(int(x), num_layers) for x in layers], rotation=45, ha="right")
+    ax.set_ylim(0, 90)
+    ax.set_yticks([0, 15, 30, 45, 60, 75, 90])
+    ax.set_xlabel("layer")
+    ax.set_ylabel("angle (degrees, mean over the layer's weights)")
+    ax.set_title(_QUANTITY_LABELS.get(value, value), fontsize=10)
+    ax.legend(loc="lower right", frameon=False, fontsize=8)
     return fig

@@ -13,14 +13,19 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .angles import angle_violins
+from ._style import method_order
+from .angles import angle_violins, window_angles_plot
 from .curves import collapse_curve
+from .features import feature_shift_heatmap, feature_view_plot
+from .fisher_angle import fisher_angle_plot
+from .forgetting import forgetting_map_heatmap, probe_map_heatmap, recovery_by_step_plot
+from .landscape import landscape_panels
 from .heatmaps import trajectory_heatmap, update_heatmap
 from .matrices import accuracy_matrix_plot
 from .probes import format_probe_plot, grafting_curve_plot, linear_probe_plot, recovery_curve, residual_shift_plot
 from .sweeps import freeze_sweep
 
-__all__ = ["FIGURES", "Tables", "checkpoint_steps"]
+__all__ = ["FIGURES", "Tables", "checkpoint_steps", "feature_scatter_choice"]
 
 Tables = dict[str, pd.DataFrame]
 
@@ -76,6 +81,73 @@ def _acc_before(t: Tables) -> Optional[float]:
     return float(row["exact_match"].iloc[0]) if len(row) else None
 
 
+def _dip_step(t: Tables) -> Optional[int]:
+    """SEQ's dip step, from the run summaries."""
+    runs = t.get("runs")
+    if runs is None or "dip_step" not in runs:
+        return None
+    seq = runs[runs["method"] == "SEQ"]
+    return int(seq["dip_step"].iloc[0]) if len(seq) else None
+
+
+def _forgetting_map(arm: str) -> Callable[[Tables], Figure]:
+    def draw(t: Tables) -> Figure:
+        return forgetting_map_heatmap(t["forgetting_map"], arm=arm, dip_step=_dip_step(t))
+    return draw
+
+
+def _landscape(t: Tables) -> Figure:
+    methods = method_order(t["landscape"]["method"])
+    tasks = list(dict.fromkeys(t["landscape"]["task"]))
+    return landscape_panels(t["landscape"], t.get("landscape_trajectory"), methods=methods, tasks=tasks)
+
+
+def _weight_view(t: Tables) -> Figure:
+    fig, axes = plt.subplots(1, 2, figsize=(12.0, 3.8), layout="constrained", sharey=True)
+    for ax, value in zip(axes, ("angle_mean_deg", "paper_angle_mean_deg")):
+        window_angles_plot(t["weight_view"], value=value, num_layers=_num_layers(t), ax=ax)
+    return fig
+
+
+def _windows(t: Tables) -> list[str]:
+    return list(dict.fromkeys(t["feature_view"]["window"]))
+
+
+def _feature_shift(t: Tables) -> Figure:
+    windows = _windows(t)
+    fig, axes = plt.subplots(1, len(windows), figsize=(5.0 * len(windows), 3.6), layout="constrained", squeeze=False)
+    for ax, window in zip(axes[0], windows):
+        feature_shift_heatmap(t["feature_view"], window=window, ax=ax)
+    return fig
+
+
+def feature_scatter_choice(summary: pd.DataFrame) -> tuple[str, int]:
+    """(attribute, layer) whose first principal direction turns most in the early window of Task 1
+    (the first window whose name has ``early``, else the first window)."""
+    windows = list(dict.fromkeys(summary["window"]))
+    early = next((w for w in windows if "early" in w), windows[0])
+    rows = summary[(summary["window"] == early) & summary["pc_angle_deg"].notna()]
+    best = rows.loc[rows["pc_angle_deg"].idxmax()]
+    return str(best["attribute"]), int(best["layer"])
+
+
+def _feature_scatter(t: Tables) -> Figure:
+    attribute, layer = feature_scatter_choice(t["feature_view"])
+    windows = _windows(t)
+    fig, axes = plt.subplots(1, len(windows), figsize=(4.4 * len(windows), 3.8), layout="constrained", squeeze=False)
+    for ax, window in zip(axes[0], windows):
+        feature_view_plot(t["feature_points"], t["feature_view"], attribute=attribute, layer=layer, window=window,
+                          ax=ax)
+    return fig
+
+
+def _fisher_angle(t: Tables) -> Figure:
+    corr = t.get("fisher_correlation")
+    r = float(corr["r"].iloc[0]) if corr is not None and len(corr) else None
+    p = float(corr["p"].iloc[0]) if corr is not None and len(corr) else None
+    return fisher_angle_plot(t["fisher_angle"], r=r, p=p)
+
+
 # name → (tables it needs, how to draw it). Order: the report's order.
 FIGURES: dict[str, tuple[tuple[str, ...], Callable[[Tables], Figure]]] = {
     "collapse_curve": (("curve", "points"), lambda t: collapse_curve(t["curve"], points=t["points"], task_index=1)),
@@ -94,4 +166,14 @@ FIGURES: dict[str, tuple[tuple[str, ...], Callable[[Tables], Figure]]] = {
     "grafting": (("diagnosis_grafting",), lambda t: grafting_curve_plot(t["diagnosis_grafting"],
                                                                          acc_before=_acc_before(t))),
     "residual_shift": (("diagnosis_residual_shift",), lambda t: residual_shift_plot(t["diagnosis_residual_shift"])),
+    "forgetting_map": (("forgetting_map",), _forgetting_map("single")),
+    "forgetting_map_bottom": (("forgetting_map",), _forgetting_map("bottom")),
+    "probe_map": (("probe_map",), lambda t: probe_map_heatmap(t["probe_map"], dip_step=_dip_step(t))),
+    "recovery_by_step": (("recovery_by_step",), lambda t: recovery_by_step_plot(t["recovery_by_step"],
+                                                                               dip_step=_dip_step(t))),
+    "landscape": (("landscape",), _landscape),
+    "weight_view": (("weight_view",), _weight_view),
+    "feature_shift": (("feature_view",), _feature_shift),
+    "feature_scatter": (("feature_view", "feature_points"), _feature_scatter),
+    "fisher_angle": (("fisher_angle",), _fisher_angle),
 }

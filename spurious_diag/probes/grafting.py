@@ -26,11 +26,11 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..errors import MismatchError, UsageError
-from ..io.layer_map import num_layers_from_config, parse_param_name
+from ..io.layer_map import ParamInfo, num_layers_from_config, parse_param_name
 from ..training.evaluate import evaluate_records
 from .records import as_probe_records
 
-__all__ = ["GraftReport", "GRAFT_COLUMNS", "model_num_layers", "graft", "embeddings_tied_to_head", "grafting_curve"]
+__all__ = ["GraftReport", "GRAFT_COLUMNS", "model_num_layers", "splice_tensors", "graft", "embeddings_tied_to_head", "grafting_curve"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,59 @@ def _source_state(source: SourceArg) -> Mapping[str, torch.Tensor]:
 
 
 @torch.no_grad()
+def splice_tensors(target: torch.nn.Module, source: SourceArg, select: Callable[[ParamInfo], bool]
+                   ) -> tuple[list[str], list[str]]:
+    """Copy every tensor of ``target`` whose parsed name ``select`` accepts from ``source``, in place.
+
+    Tensors that share storage (tied embeddings and LM head) are copied once, under the first
+    name that selects them. Each copied tensor is checked bit-identical to its source afterwards
+    (in the target's dtype; a source of another dtype must convert exactly).
+
+    Args:
+        target: the model to modify.
+        source: a model, a state dict, or a :class:`~spurious_diag.io.Checkpoint` mapping (a name
+            missing from it is looked up through ``source.tied`` when it has one).
+        select: called with the :class:`~spurious_diag.io.layer_map.ParamInfo` of each name of
+            ``target.state_dict()`` (its ``layer``: −1 embeddings, 0..L−1 blocks, L final norm
+            and head, None otherwise).
+
+    Returns:
+        (names copied, names whose source dtype differed and was copied exactly).
+
+    Raises:
+        MismatchError: a selected tensor missing from ``source``, of another shape, of a dtype
+            that does not convert exactly, or not bit-identical after the copy.
+    """
+    num_layers = model_num_layers(target)
+    state = _source_state(source)
+    aliases = {alias: stored for stored, names in getattr(state, "tied", {}).items() for alias in names}
+    names: list[str] = []
+    cast: list[str] = []
+    seen: set[int] = set()
+    for name, tensor in target.state_dict(keep_vars=True).items():
+        if not select(parse_param_name(name, num_layers)) or tensor.data_ptr() in seen:
+            continue
+        seen.add(tensor.data_ptr())
+        key = name if name in state else aliases.get(name)
+        if key is None or key not in state:
+            raise MismatchError("tensor missing from the source", tensor=name)
+        src = state[key]
+        if tuple(src.shape) != tuple(tensor.shape):
+            raise MismatchError(f"shape {tuple(src.shape)} in the source, {tuple(tensor.shape)} in the target",
+                                tensor=name)
+        expected = src.detach().to(device=tensor.device, dtype=tensor.dtype)
+        tensor.data.copy_(expected)
+        if not torch.equal(tensor.data, expected):
+            raise MismatchError("spliced tensor is not bit-identical to its source", tensor=name)
+        if src.dtype != tensor.dtype:
+            if not torch.equal(expected.to(src.dtype), src.detach().to(expected.device)):
+                raise MismatchError(f"source dtype {src.dtype} does not convert exactly to {tensor.dtype}", tensor=name)
+            cast.append(name)
+        names.append(name)
+    return names, cast
+
+
+@torch.no_grad()
 def graft(target: torch.nn.Module, source: SourceArg, blocks: Iterable[int], *, embeddings: bool = False) -> GraftReport:
     """Copy the tensors of ``blocks`` (and the embeddings if asked) from ``source`` into ``target``, in place.
 
@@ -109,33 +162,11 @@ def graft(target: torch.nn.Module, source: SourceArg, blocks: Iterable[int], *, 
         raise MismatchError(f"block indices {bad} outside [0, {num_layers})")
     if embeddings and embeddings_tied_to_head(target):
         raise MismatchError("the embeddings are tied to the LM head: grafting them would swap the head too")
-    state = _source_state(source)
-    aliases = {alias: stored for stored, names in getattr(state, "tied", {}).items() for alias in names}
     report = GraftReport(chosen, embeddings)
     layers = set(chosen) | ({-1} if embeddings else set())
-    for name, tensor in target.state_dict(keep_vars=True).items():
-        info = parse_param_name(name, num_layers)
-        if info.layer is None or info.layer not in layers or info.position == "head":
-            continue
-        key = name if name in state else aliases.get(name)
-        if key is None or key not in state:
-            raise MismatchError("tensor missing from the graft source", tensor=name)
-        src = state[key]
-        if tuple(src.shape) != tuple(tensor.shape):
-            raise MismatchError(f"shape {tuple(src.shape)} in the source, {tuple(tensor.shape)} in the target",
-                                tensor=name)
-        expected = src.detach().to(device=tensor.device, dtype=tensor.dtype)
-        tensor.data.copy_(expected)
-        if not torch.equal(tensor.data, expected):
-            raise MismatchError("spliced tensor is not bit-identical to its source", tensor=name)
-        if src.dtype != tensor.dtype:
-            if not torch.equal(expected.to(src.dtype), src.detach().to(expected.device)):
-                raise MismatchError(f"source dtype {src.dtype} does not convert exactly to {tensor.dtype}", tensor=name)
-            report.cast.append(name)
-        report.names.append(name)
-    expected_layers = layers
-    found_layers = {parse_param_name(n, num_layers).layer for n in report.names}
-    missing = expected_layers - found_layers
+    report.names, report.cast = splice_tensors(
+        target, source, lambda info: info.layer is not None and info.layer in layers and info.position != "head")
+    missing = layers - {parse_param_name(n, num_layers).layer for n in report.names}
     if missing:
         raise MismatchError(f"no tensors found for layers {sorted(missing)} (−1 = embeddings)")
     return report

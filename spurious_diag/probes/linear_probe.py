@@ -75,13 +75,14 @@ def probe_accuracy(x_train: np.ndarray, y_train: Sequence[Any], x_test: np.ndarr
 
 
 def probe_layers(hidden: torch.Tensor, labels: Sequence[Any], train_idx: Sequence[int], test_idx: Sequence[int], *,
-                 seed: int = 0, c: float = 1.0, max_iter: int = 200) -> pd.DataFrame:
+                 seed: int = 0, c: float = 1.0, max_iter: int = 200, shuffled_control: bool = True) -> pd.DataFrame:
     """Probe every layer of one attribute.
 
     Args:
         hidden: (L + 1)×N×D hidden states; labels: N values.
         train_idx, test_idx: disjoint row indices.
         seed: permutation of the training labels for the shuffled-label control.
+        shuffled_control: fit the shuffled-label control (else ``acc_shuffled`` is NaN; half the cost).
 
     Returns:
         One row per layer: ``layer``, ``n_train``, ``n_test``, ``n_classes``, ``acc``,
@@ -102,7 +103,8 @@ def probe_layers(hidden: torch.Tensor, labels: Sequence[Any], train_idx: Sequenc
         rows.append({
             "layer": layer, "n_train": len(train_idx), "n_test": len(test_idx), "n_classes": len(values),
             "acc": probe_accuracy(x[train_idx], y_train, x[test_idx], y_test, c=c, max_iter=max_iter),
-            "acc_shuffled": probe_accuracy(x[train_idx], shuffled, x[test_idx], y_test, c=c, max_iter=max_iter),
+            "acc_shuffled": (probe_accuracy(x[train_idx], shuffled, x[test_idx], y_test, c=c, max_iter=max_iter)
+                             if shuffled_control else float("nan")),
             "chance_majority": chance_majority, "chance_uniform": 1.0 / len(values),
         })
     return pd.DataFrame(rows)
@@ -119,6 +121,7 @@ def linear_probe(
     max_iter: int = 200,
     min_train_per_class: int = 1,
     batch_size: int = 256,
+    shuffled_control: bool = True,
 ) -> pd.DataFrame:
     """Per-layer linear-probe accuracy of each checkpoint, per attribute, person-disjoint.
 
@@ -132,6 +135,7 @@ def linear_probe(
         min_train_per_class: skip attributes whose training part has fewer examples per
             class than this on average (a value per person, e.g. birth dates, is not learnable).
         batch_size: prompts per forward pass.
+        shuffled_control: also fit the shuffled-label control (``acc_shuffled``; NaN without).
 
     Returns:
         Tidy frame with :data:`PROBE_COLUMNS`, one row per (model, attribute, layer).
@@ -159,7 +163,8 @@ def linear_probe(
                 logger.info("linear probe: skipping %s (%d train, %d test, %d classes)", attribute, len(tr), len(te),
                             n_classes)
                 continue
-            frame = probe_layers(hidden[:, idx], labels, tr, te, seed=seed, c=c, max_iter=max_iter)
+            frame = probe_layers(hidden[:, idx], labels, tr, te, seed=seed, c=c, max_iter=max_iter,
+                                 shuffled_control=shuffled_control)
             frame.insert(0, "attribute", attribute)
             frame.insert(0, "model", name)
             frames.append(frame)

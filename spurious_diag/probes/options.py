@@ -117,6 +117,8 @@ class DiagnoseOptions:
         audit_rank: singular vectors per update of that audit.
         restore: the grafting restoration fraction that counts as "most".
         graft_ks: the graft depths k to try (default all of 0..L; thin out for deep models).
+        map_layers: the layers of a run's forgetting map (−1 embeddings … L head; default all;
+            thin out for deep models).
         eval_batch_size: sequences per forward pass when scoring.
 
     Raises:
@@ -138,6 +140,9 @@ class DiagnoseOptions:
     graft_ks: Optional[tuple[int, ...]] = field(default=None, metadata={
         "help": "graft depths to try (default every k in 0..L; thin out for deep models)", "parse": parse_int_list,
         "metavar": "K,K,..."})
+    map_layers: Optional[tuple[int, ...]] = field(default=None, metadata={
+        "help": "with a run directory: the forgetting map's layers (-1 embeddings ... L head; default all)",
+        "parse": parse_int_list, "metavar": "L,L,..."})
     eval_batch_size: int = field(default=256, metadata={"cli": False})
 
     def __post_init__(self) -> None:
@@ -156,6 +161,10 @@ class DiagnoseOptions:
         _positive("eval_batch_size", self.eval_batch_size)
         if not 0.0 < self.restore <= 1.0:
             raise UsageError(f"restore must be in (0, 1], got {self.restore}")
+        if self.map_layers is not None:
+            object.__setattr__(self, "map_layers", tuple(self.map_layers))
+            if not self.map_layers or any(layer < -1 for layer in self.map_layers):
+                raise UsageError(f"map layers must be >= -1, got {list(self.map_layers)}")
         if self.graft_ks is not None:
             object.__setattr__(self, "graft_ks", tuple(self.graft_ks))
             if any(k < 0 for k in self.graft_ks):

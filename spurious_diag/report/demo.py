@@ -43,6 +43,46 @@ FIGURE_CAPTIONS: dict[str, str] = {
     "grafting": "Task 0 accuracy of SEQ at its dip with the bottom k blocks (blocks 0 to k − 1) or the top k blocks "
                 "put back from the Task 0 model.",
     "residual_shift": "Residual-stream shift per layer between the Task 0 model and SEQ at its dip.",
+    "forgetting_map": "The forgetting map: at each SEQ checkpoint of Task 1 (columns) the share of the lost Task 0 "
+                      "accuracy that comes back when one layer (rows) alone is put back to its value before Task 1, "
+                      "(acc with it reverted − acc at the step) / (acc before Task 1 − acc at the step). Blank: less "
+                      "than 5 points lost, nothing to restore. The box marks the paper's first 150 steps, the dashed "
+                      "line SEQ's dip. The paper places the damage in the bottom layers (embeddings and first "
+                      "blocks) during those first steps; this map tests that layer by layer. "
+                      "Table: `forgetting_map.csv` (arm `single`).",
+    "forgetting_map_bottom": "The same with the bottom layers reverted together, from the embeddings up to the row's "
+                             "layer (the top row reverts everything and restores it all, by construction). The "
+                             "lowest row that reaches ~1 is how deep the alignment damage goes. "
+                             "Table: `forgetting_map.csv` (arm `bottom`).",
+    "probe_map": "Linear probes of the attribute values per layer (−1: the embedding output; l: the output of block "
+                 "l) at the SEQ checkpoints, on held-out people, mean over attributes: is the knowledge still "
+                 "decodable where the output is lost? The paper's claim is that it is (the knowledge is intact "
+                 "and only the alignment breaks). Table: `probe_map.csv`.",
+    "recovery_by_step": "Recovery over time: from every SEQ checkpoint of Task 1, the few-shot recovery chosen on "
+                        "the validation people (solid) and the never-aligned control with the same examples and "
+                        "settings (dashed), as recovery fractions. The paper: 96% of Task 0 still recoverable after "
+                        "150 steps of Task 1. Table: `recovery_by_step.csv`.",
+    "landscape": "The loss landscape (the paper's §3.3): Task 0 (top) and Task 1 (bottom) loss on the plane "
+                 "through each method's own checkpoints at θ_a (the start of the early window), θ_b (its end) and "
+                 "θ_end (the end of Task 1), with the checkpoints projected onto it. Our early window is SEQ's "
+                 "dip window scaled as the paper's steps 100 → 150. The paper finds SEQ's early steps leave Task "
+                 "0's basin while REPLAY stays nearer it. Tables: `landscape.csv`, `landscape_trajectory.csv`.",
+    "weight_view": "The weight view with the paper's windows: the angle between Task 0's update and Task 1's early "
+                   "window (a → b), and between that window and the rest of Task 1 (b → end), per layer; left ours "
+                   "(principal angles of the top-8 subspaces), right the paper's quantity (z-scored updates, 99% "
+                   "energy, one-sided angle). The paper reads near-orthogonal early updates in the bottom layers "
+                   "as the cause of the forgetting. Table: `weight_view.csv`.",
+    "feature_shift": "The feature view (the paper's §3.5): the angle between the first principal components of the "
+                     "last query token's hidden states before and after each window, per attribute and layer "
+                     "(layer 0: the embeddings). The paper finds the early window of Task 1 turns the bottom "
+                     "layers' features most. Table: `feature_view.csv`.",
+    "feature_scatter": "Those hidden states projected on the before-window's first two principal components, for the "
+                       "attribute and layer whose principal direction turns most in Task 1's early window; the "
+                       "arrow is the mean shift. Table: `feature_points.csv`.",
+    "fisher_angle": "EWC against orthogonality (the paper's §5.1): per weight, the mean Task 0 Fisher (as EWC "
+                    "computes it) against the angle between Task 0's update and Task 1's early window. The paper "
+                    "found no correlation (r = 0.054, p = 0.71): EWC protects weights regardless of where the "
+                    "orthogonal updates land. Table: `fisher_angle.csv`.",
 }
 
 
@@ -117,12 +157,50 @@ def demo_markdown(summary: Mapping[str, Any], figures: Mapping[str, str]) -> str
               f"- No freeze depth recommended. {rec['reasoning']}\n")
     if best is not None:
         out.write(f"- The best k of the sweep on the validation people: Freeze({best}).\n")
-    out.write("\nThe diagnosis tables are the `diagnosis_*.csv` files.\n\n## Figures\n\n")
+    out.write("\nThe diagnosis tables are the `diagnosis_*.csv` files.\n\n")
+    _views_section(out, summary.get("views"))
+    out.write("## Figures\n\n")
     for name, path in figures.items():
         out.write(f"### {name.replace('_', ' ')}\n\n![{name}]({path})\n\n{FIGURE_CAPTIONS.get(name, '')}\n\n")
     timing = summary.get("timing", {})
     out.write("## Run\n\n" + ", ".join(f"{k.removesuffix('_s')} {v:.0f} s" for k, v in timing.items()) + ".\n")
     return out.getvalue()
+
+
+def _views_section(out: io.StringIO, views: Optional[Mapping[str, Any]]) -> None:
+    """The paper's views in numbers (from ``summary.json``'s ``views``)."""
+    if not views:
+        return
+    window = views["early_window"]
+    out.write(f"## The paper's views of SEQ's run\n\nThe early window is steps {window['a']} → {window['b']} (the "
+              f"paper's 100 → 150, scaled to SEQ's dip).\n\n")
+    fmap = views.get("forgetting_map")
+    if fmap:
+        bottom = fmap.get("half_restored_by_bottom_through")
+        out.write(f"- Forgetting map at step {fmap['step']} (Task 0 {_f(fmap['acc_step'])}, before Task 1 "
+                  f"{_f(fmap['acc_before'])}): reverting **{_layer(fmap['most_restoring_layer'], fmap['num_layers'])}** alone restores "
+                  f"the most, {_f(fmap['restored'])} of the loss"
+                  + (f"; reverting the bottom layers through {_layer(bottom, fmap['num_layers'])} restores at least half.\n"
+                     if bottom is not None else "; no bottom revert short of everything restores half.\n"))
+    recovery = views.get("recovery_by_step")
+    if recovery:
+        parts = [f"step {v['step']}: {_f(v['fraction'])} (control {_f(v['control_fraction'])})"
+                 for v in recovery["at"].values()]
+        out.write(f"- Recovery fraction from SEQ's checkpoints (n = {recovery['n']}): " + "; ".join(parts) + ".\n")
+    probe = views.get("probe_map")
+    if probe:
+        out.write(f"- Linear probes: the best layer decodes {_f(probe['best_layer_acc_first'])} of the attribute "
+                  f"values at step {probe['first_step']} and {_f(probe['best_layer_acc_dip'])} at step "
+                  f"{probe['dip_step']} (after block {probe['best_layer_dip']}).\n")
+    fisher = views.get("fisher_angle") or {}
+    if fisher.get("r") is not None:
+        out.write(f"- Fisher against the update angle: Pearson r = {_f(fisher['r'])} (p = {_f(fisher['p'])}, "
+                  f"{fisher['n']} weights); the paper: r = 0.054, p = 0.71.\n")
+    out.write("\n")
+
+
+def _layer(layer: int, num_layers: int) -> str:
+    return "the embeddings" if layer < 0 else "the final norm and head" if layer >= num_layers else f"block {layer}"
 
 
 def write_demo_outputs(out: Union[str, "os.PathLike[str]"], summary: Mapping[str, Any],

@@ -1,8 +1,10 @@
 """The main job: ``spurious-diag demo`` (a quick run shared by every test) and ``spurious-diag figures``."""
 
 import json
+import math
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -58,7 +60,8 @@ def test_report_numbers_equal_the_csvs(demo_run):
 @pytest.fixture(scope="module")
 def figures(demo_run):
     tables = read_tables(demo_run)
-    drawn = {name: draw(tables) for name, (_, draw) in FIGURES.items()}
+    with plt.rc_context({"figure.max_open_warning": 0}):  # every figure of the run, open at once on purpose
+        drawn = {name: draw(tables) for name, (_, draw) in FIGURES.items()}
     yield drawn, tables
     plt.close("all")
 
@@ -104,3 +107,74 @@ def test_demo_refuses_foreign_non_empty_dir(tmp_path):
     (out / "keep.txt").write_text("x")
     assert main(["-q", "demo", "--out", str(out)]) == 7
     assert (out / "keep.txt").read_text() == "x"
+
+
+# The paper's views (forgetting maps, recovery over time, landscape, weight, feature, Fisher).
+
+def test_the_views_tables_have_their_columns(demo_run):
+    from spurious_diag.probes.forgetting_map import FORGETTING_MAP_COLUMNS
+
+    columns = {"forgetting_map": FORGETTING_MAP_COLUMNS,
+               "recovery_by_step": ["step", "n", "acc", "control_acc", "fraction"],
+               "landscape": ["method", "x", "y", "task", "loss"]}
+    for name, expected in columns.items():
+        frame = pd.read_csv(demo_run / f"{name}.csv")
+        assert list(frame.columns[:len(expected)]) == expected, name
+    fisher = pd.read_csv(demo_run / "fisher_angle.csv")
+    assert fisher["name"].is_unique and {"fisher_mean", "angle_deg"} <= set(fisher.columns)
+    fmap = pd.read_csv(demo_run / "forgetting_map.csv")
+    assert set(fmap["arm"]) == {"single", "bottom"}
+    chain = sorted(fmap["step"].unique())
+    assert sorted(pd.read_csv(demo_run / "recovery_by_step.csv")["step"].unique()) == chain
+    # reverting every layer restores the accuracy before Task 1 exactly, at every checkpoint
+    deepest = fmap[(fmap["arm"] == "bottom") & (fmap["layer"] == fmap["layer"].max())]
+    assert (deepest["acc"] == deepest["acc_before"]).all() and len(deepest) == len(chain)
+    landscape = pd.read_csv(demo_run / "landscape.csv")
+    summary = json.loads((demo_run / "summary.json").read_text())
+    assert set(landscape["method"]) == {"SEQ", summary["freeze"]["method"], "REPLAY(0.1)"}
+
+
+def test_views_report_numbers_equal_the_csvs(demo_run):
+    report = (demo_run / "report.md").read_text()
+    views = json.loads((demo_run / "summary.json").read_text())["views"]
+    fmap = pd.read_csv(demo_run / "forgetting_map.csv")
+    at = fmap[(fmap["step"] == views["forgetting_map"]["step"]) & (fmap["arm"] == "single")]
+    best = at.loc[at["restored"].idxmax()]
+    assert int(best["layer"]) == views["forgetting_map"]["most_restoring_layer"]
+    assert f"restores the most, {best['restored']:.3f} of the loss" in report
+    recovery = pd.read_csv(demo_run / "recovery_by_step.csv").set_index("step")
+    for point in views["recovery_by_step"]["at"].values():
+        row = recovery.loc[point["step"]]
+        fraction = "–" if math.isnan(row["fraction"]) else f"{row['fraction']:.3f}"
+        assert f"step {point['step']}: {fraction}" in report
+    corr = pd.read_csv(demo_run / "fisher_correlation.csv").iloc[0]
+    if not math.isnan(corr["r"]):
+        assert f"Pearson r = {corr['r']:.3f}" in report
+
+
+def test_view_figures_follow_their_tables(figures):
+    drawn, tables = figures
+    fmap = tables["forgetting_map"]
+    ax = _data_axes(drawn["forgetting_map"])[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(s) for s in sorted(fmap["step"].unique())]
+    assert len(ax.get_yticks()) == fmap["layer"].nunique()
+    single = fmap[fmap["arm"] == "single"]
+    assert len(ax.texts) == single["restored"].notna().sum()
+    recovery = tables["recovery_by_step"]
+    ax = _data_axes(drawn["recovery_by_step"])[0]
+    n = int(recovery["n"].iloc[0])
+    line = next(line for line in ax.get_lines() if line.get_label() == f"recovered, n = {n}")
+    rows = recovery[recovery["n"] == n].sort_values("step")
+    assert list(line.get_xdata()) == list(rows["step"])
+    np.testing.assert_array_equal(line.get_ydata(), rows["fraction"].to_numpy())
+    methods = tables["landscape"]["method"].nunique()
+    tasks = tables["landscape"]["task"].nunique()
+    assert len(_data_axes(drawn["landscape"])) == methods * tasks
+    fisher = tables["fisher_angle"]
+    offsets = _data_axes(drawn["fisher_angle"])[0].collections[0].get_offsets()
+    assert len(offsets) == (fisher["status"] == "ok").sum()
+    weights = tables["weight_view"]
+    ax = _data_axes(drawn["weight_view"])[0]
+    early = weights[(weights["comparison"] == "Task 0 vs early") & (weights["status"] == "ok")]
+    line = next(line for line in ax.get_lines() if line.get_label() == "Task 0 vs early")
+    np.testing.assert_allclose(line.get_ydata(), early.groupby("layer")["angle_mean_deg"].mean().to_numpy())
