@@ -42,7 +42,13 @@ to k = 15, while the top 15 restore 56%. Here the format lives in the upper half
 perplexity a little (B: 7.71 → 7.21, P: 14.5 → 10.9 with Freeze(6)). The plain-text fine-tune
 ends chat turns too early (``The capital of Poland``). The correct rate falls from 1.0 to
 0.07-0.17 under every method. Recovery of the SEQ model with 20 chat examples about other
-questions restores 0.83, against 0.18 on facts the base never knew. Wall time: 20 min at 2
+questions restores 0.83, against 0.18 on facts the base never knew.
+
+The forgetting map agrees with grafting (``--map-every 10``, SEQ's Task B checkpoints at steps 10,
+30 and 50, 10 of the 32 layers; measured 2026-11-30): Task A is at 0 at every one of them, no layer
+reverted alone restores any of it, and the bottom revert restores nothing through block 14 (grafting:
+blocks [0, k) restore nothing up to k = 15), 0.95 / 0.63 / 0.61 through block 20 and all of it
+through block 25. The alignment that Task B breaks lives in blocks ~15-25, spread over several of them. Wall time: 20 min at 2
 threads on an idle machine with Task A cached, 38 min at 1 thread on a loaded one (load ~3)
 training Task A.
 

@@ -94,7 +94,11 @@ def landscape_plot(landscape: pd.DataFrame, trajectory: Optional[pd.DataFrame] =
         ax.plot(px, py, "-o", color="black", mfc="white", mec="black", mew=0.6, ms=4, lw=1.4, gid="trajectory",
                 label="trajectory")
         steps = path["step"].to_numpy()
-        for i in _step_labels(len(path)):
+        # The checkpoints at the anchors are labelled; an evenly spaced label next to one would read as its step.
+        at_anchor = [i for i in range(len(path)) if any(abs(px[i] - ax_) < 1e-9 and abs(py[i] - ay) < 1e-9
+                                                          for ax_, ay in ANCHOR_LABELS)]
+        near = {j for i in at_anchor for j in (i - 1, i + 1)} - set(at_anchor) - {0, len(path) - 1}
+        for i in sorted((set(_step_labels(len(path))) - near) | set(at_anchor)):
             ax.annotate(str(steps[i]), (px[i], py[i]), xytext=(4, -9), textcoords="offset points", fontsize=7,
                         color="white", path_effects=_OUTLINED)
     anchors = np.asarray(list(ANCHOR_LABELS), dtype=float)

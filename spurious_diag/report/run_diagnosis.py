@@ -21,6 +21,9 @@ __all__ = ["SCHEMA_VERSION", "run_diagnosis_markdown", "write_run_diagnosis"]
 
 SCHEMA_VERSION = 1
 
+# A single layer's revert restoring less than this is reported as restoring nothing in particular.
+_NOTHING = 0.1
+
 _CAPTIONS = {
     "forgetting_map": "Share of the lost old-task accuracy restored by putting one layer back to its value before "
                       "the new task, per checkpoint (blank: under 5 points lost).",
@@ -65,8 +68,10 @@ def run_diagnosis_markdown(d: "RunDiagnosis", figures: Mapping[str, str]) -> str
               f"last checkpoint (step {s['last_step']}).\n")
     if "most_restoring_layer" in s:
         half = s.get("half_restored_by_bottom_through")
-        out.write(f"- At step {s['dip_step']}, reverting **{layer_name(s['most_restoring_layer'], s['num_layers'])}** "
-                  f"alone restores the most: {f(s['most_restored'])} of the loss. "
+        single = (f"reverting **{layer_name(s['most_restoring_layer'], s['num_layers'])}** alone restores the most: "
+                  f"{f(s['most_restored'])} of the loss" if s["most_restored"] >= _NOTHING else
+                  f"no layer alone restores more than {f(s['most_restored'])} of the loss")
+        out.write(f"- At step {s['dip_step']}, {single}. "
                   + (f"Reverting the bottom layers through {layer_name(half, s['num_layers'])} restores at least "
                      f"half.\n" if half is not None else "No bottom revert short of everything restores half.\n"))
     recovery = s.get("recovery")
