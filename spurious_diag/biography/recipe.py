@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from ..continual.tasks import EvalSchedule
 from ..training.settings import TrainSettings
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .scenario import BiographyData
     from .texts import QARecord
 
-__all__ = ["BiographyRecipe", "ProbeInputs", "probe_inputs", "TARGETS", "check_targets"]
+__all__ = ["BiographyRecipe", "ProbeInputs", "first_people", "probe_inputs", "TARGETS", "check_targets"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,12 @@ class ProbeInputs:
     new_task: list[QARecord]
 
 
+def first_people(records: Sequence[Any], people: int) -> list[Any]:
+    """The records of the first ``people`` people (by ``person_id``), in their order."""
+    kept = set(sorted({r.person_id for r in records})[:people])
+    return [r for r in records if r.person_id in kept]
+
+
 def probe_inputs(data: BiographyData, *, people: Optional[int] = None) -> ProbeInputs:
     """The :class:`ProbeInputs` of a Biography scenario (DESIGN.md §5's splits).
 
@@ -107,10 +113,7 @@ def probe_inputs(data: BiographyData, *, people: Optional[int] = None) -> ProbeI
             noisier diagnosis); None keeps all.
     """
     def first(records: list[QARecord]) -> list[QARecord]:
-        if people is None:
-            return records
-        kept = set(sorted({r.person_id for r in records})[:people])
-        return [r for r in records if r.person_id in kept]
+        return records if people is None else first_people(records, people)
 
     return ProbeInputs(held_out=first(data.qa("task0_test")), recovery_pool=first(data.qa("task0_train")),
                        validation=first(data.qa("task0_val")), pretraining=first(data.probes("task0_test")),

@@ -27,6 +27,8 @@ import pandas as pd
 
 from ..errors import UsageError
 from ..probes.options import RecoverySettings
+from ..probes.forgetting_map import restoring_at
+from .recipe import first_people
 from .view_settings import ViewSettings
 
 __all__ = ["early_window", "thin_dense_steps", "chain_steps", "forgetting_maps_job", "recovery_curve_job", "landscape_job",
@@ -86,11 +88,6 @@ def chain_steps(chain_dir: str) -> list[tuple[int, str]]:
     return list_chain(chain_dir)
 
 
-def _first_people(records: Sequence[Any], people: int) -> list[Any]:
-    kept = set(sorted({r.person_id for r in records})[:people])
-    return [r for r in records if r.person_id in kept]
-
-
 def _scenario_inputs() -> tuple[Any, Any, Any]:
     """(tokenizer, scenario data, probe inputs) of the shipped base model, as the demo uses them."""
     from .pretrain import load_base_model
@@ -121,12 +118,12 @@ def forgetting_maps_job(task0_dir: str, chain_dir: str, settings: ViewSettings, 
     tokenizer, _, inputs = _scenario_inputs()
     steps = chain_steps(chain_dir)
     model = _model(task0_dir)
-    score = exact_match_scorer(tokenizer, _first_people(inputs.held_out, settings.map_people))
+    score = exact_match_scorer(tokenizer, first_people(inputs.held_out, settings.map_people))
     acc_before = score(model)
     with load_checkpoint(task0_dir) as before:
         fmap = forgetting_map(model, before, steps, score, acc_before=acc_before, progress=False)
     probe_steps = thin_dense_steps(steps, settings.probe_every)
-    pmap = probe_map(model, probe_steps, tokenizer, _first_people(inputs.held_out, settings.probe_people), seed=seed,
+    pmap = probe_map(model, probe_steps, tokenizer, first_people(inputs.held_out, settings.probe_people), seed=seed,
                      progress=False)
     return {"forgetting_map": fmap, "probe_map": pmap}
 
@@ -140,7 +137,7 @@ def recovery_curve_job(task0_dir: str, chain_dir: str, base_dir: str, recovery: 
     from ..probes.recovery_curve import recovery_by_step
 
     tokenizer, _, inputs = _scenario_inputs()
-    held_out = _first_people(inputs.held_out, settings.map_people)
+    held_out = first_people(inputs.held_out, settings.map_people)
     model = _model(task0_dir)
     acc_before = exact_match_scorer(tokenizer, held_out)(model)
     control = _model(base_dir)
@@ -215,7 +212,7 @@ def feature_view_job(base_dir: str, task0_dir: str, chain_dir: str, window: tupl
     tokenizer, _, inputs = _scenario_inputs()
     steps = dict(chain_steps(chain_dir))
     a, b = window
-    records = _first_people(inputs.held_out, settings.feature_people)
+    records = first_people(inputs.held_out, settings.feature_people)
     pairs = {"Task 0": (base_dir, task0_dir), "Task 1 early": (steps[a], steps[b]),
              "Task 1 rest": (steps[b], steps[max(steps)])}
     summaries, points = [], []
@@ -279,15 +276,10 @@ def summarize_views(tables: dict[str, pd.DataFrame], *, dip_step: int, window: t
     fmap = tables.get("forgetting_map")
     if fmap is not None and not fmap.empty:
         at = _nearest_step(sorted(fmap["step"].unique()), dip_step)
-        single = fmap[(fmap["step"] == at) & (fmap["arm"] == "single")]
-        best = single.loc[single["restored"].fillna(-math.inf).idxmax()]
-        bottom = fmap[(fmap["step"] == at) & (fmap["arm"] == "bottom") & (fmap["restored"] >= 0.5)]
+        row = fmap[fmap["step"] == at].iloc[0]
         out["forgetting_map"] = {"step": int(at), "num_layers": int(fmap["layer"].max()),
-                                 "most_restoring_layer": int(best["layer"]),
-                                 "restored": float(best["restored"]), "acc_step": float(best["acc_step"]),
-                                 "acc_before": float(best["acc_before"]),
-                                 "half_restored_by_bottom_through": (int(bottom["layer"].min())
-                                                                     if not bottom.empty else None)}
+                                 "acc_step": float(row["acc_step"]), "acc_before": float(row["acc_before"]),
+                                 **restoring_at(fmap, at)}
     recovery = tables.get("recovery_by_step")
     if recovery is not None and not recovery.empty:
         steps = sorted(recovery["step"].unique())

@@ -34,14 +34,14 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..errors import InvalidDataError, MismatchError
+from ..errors import MismatchError
 from ..training.evaluate import evaluate_records
 from .diagnosis import Diagnosis
 from .grafting import model_num_layers
 from .models import ModelArg, load_causal_lm, load_tokenizer_for, model_label
 from .options import DiagnoseOptions
 from .recommend import recommend_freeze_depth
-from .records import ProbeRecord, as_probe_records, has_person_ids, split_by_person
+from .records import ProbeRecord, as_probe_records, split_old_task
 from .rules import VerdictInputs, decide
 from .runners import OLD_TASK_PROBES, RUNNERS, ProbeContext, missing_input, model_chain
 
@@ -153,17 +153,9 @@ def diagnose(
 def _split(ctx: ProbeContext, old_task_records: Sequence[Any], recovery_records: Optional[Sequence[Any]]
            ) -> dict[str, Any]:
     """Fill ``ctx.pool`` and ``ctx.held``; returns how the split was made."""
-    old = as_probe_records(old_task_records)
-    if recovery_records:
-        ctx.pool, ctx.held = as_probe_records(recovery_records), old
-        if has_person_ids(ctx.pool) and has_person_ids(ctx.held):
-            shared = {r.person_id for r in ctx.pool} & {r.person_id for r in ctx.held}
-            if shared:
-                raise InvalidDataError(f"recovery records share {len(shared)} individuals with the old-task records")
-    else:
-        ctx.pool, ctx.held = split_by_person(old, test_fraction=ctx.options.test_fraction, seed=ctx.options.seed)
-    split_by = "recovery_records" if recovery_records else ("person_id" if has_person_ids(old) else "record")
-    return {"by": split_by, "held_out_records": len(ctx.held), "recovery_pool_records": len(ctx.pool)}
+    ctx.held, ctx.pool, how = split_old_task(old_task_records, recovery_records,
+                                             test_fraction=ctx.options.test_fraction, seed=ctx.options.seed)
+    return how
 
 
 def _scores(ctx: ProbeContext, task: str, records: Sequence[ProbeRecord]) -> list[dict[str, Any]]:

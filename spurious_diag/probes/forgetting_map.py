@@ -37,7 +37,7 @@ from .recovery import recovery_fraction
 from .run_steps import StepSource, each_step, load_step
 
 __all__ = ["FORGETTING_MAP_COLUMNS", "PROBE_MAP_COLUMNS", "ARMS", "DEFAULT_MIN_GAP", "layer_units", "revert_layers",
-           "exact_match_scorer", "forgetting_map_at", "forgetting_map", "probe_map"]
+           "exact_match_scorer", "forgetting_map_at", "forgetting_map", "restoring_at", "probe_map"]
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +204,21 @@ def forgetting_map(
                                 min_gap=min_gap, layers=layers)
               for step, current in each_step(model, steps, desc="forgetting map", progress=progress)]
     return pd.concat(frames, ignore_index=True)
+
+
+def restoring_at(frame: pd.DataFrame, step: int) -> dict[str, Any]:
+    """What restores the old task at one step of a forgetting map: ``most_restoring_layer`` and
+    ``most_restored`` (the ``single`` row restoring most) and ``half_restored_by_bottom_through``
+    (the shallowest ``bottom`` row restoring at least half, or None); empty when no row of the
+    step has a restored fraction (nothing was lost there)."""
+    at = frame[frame["step"] == step]
+    single = at[(at["arm"] == "single") & at["restored"].notna()]
+    if single.empty:
+        return {}
+    best = single.loc[single["restored"].idxmax()]
+    half = at[(at["arm"] == "bottom") & (at["restored"] >= 0.5)]
+    return {"most_restoring_layer": int(best["layer"]), "most_restored": float(best["restored"]),
+            "half_restored_by_bottom_through": int(half["layer"].min()) if not half.empty else None}
 
 
 def probe_map(

@@ -106,3 +106,27 @@ def attribute_pools(records: Sequence[ProbeRecord]) -> dict[str, list[str]]:
     for r in records:
         pools.setdefault(r.attribute, {})[r.completion] = None
     return {a: list(values) for a, values in pools.items()}
+
+
+def split_old_task(old_task_records: Sequence[Any], recovery_records: Optional[Sequence[Any]], *,
+                   test_fraction: float, seed: int) -> tuple[list[ProbeRecord], list[ProbeRecord], dict[str, Any]]:
+    """(held-out records, recovery pool, how the split was made) of a diagnosis's old-task records.
+
+    With ``recovery_records``, all of ``old_task_records`` is held out and the pool is
+    ``recovery_records``; else the old-task records are split by :func:`split_by_person`.
+
+    Raises:
+        InvalidDataError: recovery records sharing individuals with the old-task records.
+    """
+    old = as_probe_records(old_task_records)
+    if recovery_records:
+        pool, held = as_probe_records(recovery_records), old
+        if has_person_ids(pool) and has_person_ids(held):
+            shared = {r.person_id for r in pool} & {r.person_id for r in held}
+            if shared:
+                raise InvalidDataError(f"recovery records share {len(shared)} individuals with the old-task records")
+        by = "recovery_records"
+    else:
+        pool, held = split_by_person(old, test_fraction=test_fraction, seed=seed)
+        by = "person_id" if has_person_ids(old) else "record"
+    return held, pool, {"by": by, "held_out_records": len(held), "recovery_pool_records": len(pool)}

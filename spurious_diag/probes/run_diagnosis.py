@@ -28,13 +28,13 @@ from typing import Any, Optional, Sequence
 import pandas as pd
 from transformers import PreTrainedTokenizerBase
 
-from ..errors import UsageError
+from ..errors import InvalidDataError, UsageError
 from ..io.chain import list_chain
-from .forgetting_map import exact_match_scorer, forgetting_map, probe_map
+from .forgetting_map import exact_match_scorer, forgetting_map, probe_map, restoring_at
 from .grafting import model_num_layers
 from .models import ModelArg, load_causal_lm, load_tokenizer_for, model_label
 from .options import DiagnoseOptions
-from .records import as_probe_records, has_person_ids, split_by_person
+from .records import split_old_task
 from .recovery_curve import recovery_by_step
 from .run_steps import load_step, open_step
 
@@ -112,8 +112,6 @@ def diagnose_run(
         MismatchError: a checkpoint of another architecture than ``before``.
         InvalidDataError: no old-task records, or records that cannot be split.
     """
-    from ..errors import InvalidDataError
-
     if not old_task_records:
         raise InvalidDataError("diagnosing a run needs old-task records")
     steps = select_steps(list_chain(os.fspath(run_dir)), every)
@@ -121,7 +119,8 @@ def diagnose_run(
     if tokenizer is None:
         tokenizer = load_tokenizer_for(before, first_path, base)
     model = load_causal_lm(first_path)
-    held, pool, split = _split(old_task_records, recovery_records, options)
+    held, pool, split = split_old_task(old_task_records, recovery_records, test_fraction=options.test_fraction,
+                                       seed=options.seed)
     score = exact_match_scorer(tokenizer, held, batch_size=options.eval_batch_size)
     before_state = before.state_dict() if hasattr(before, "state_dict") else open_step(os.fspath(before))
     load_step(model, before_state)
@@ -155,23 +154,6 @@ def diagnose_run(
     return RunDiagnosis(frames, summarize_run(frames, acc_before, model_num_layers(model)), settings, skipped)
 
 
-def _split(old_task_records: Sequence[Any], recovery_records: Optional[Sequence[Any]], options: DiagnoseOptions
-           ) -> tuple[list[Any], list[Any], dict[str, Any]]:
-    """(held-out, recovery pool, how) as :func:`~.diagnose.diagnose` splits them."""
-    from ..errors import InvalidDataError
-
-    old = as_probe_records(old_task_records)
-    if recovery_records:
-        pool = as_probe_records(recovery_records)
-        shared = {r.person_id for r in pool if r.person_id is not None} & {r.person_id for r in old}
-        if shared:
-            raise InvalidDataError(f"recovery records share {len(shared)} individuals with the old-task records")
-        return old, pool, {"by": "recovery_records", "held_out_records": len(old), "recovery_pool_records": len(pool)}
-    pool, held = split_by_person(old, test_fraction=options.test_fraction, seed=options.seed)
-    return held, pool, {"by": "person_id" if has_person_ids(old) else "record",
-                        "held_out_records": len(held), "recovery_pool_records": len(pool)}
-
-
 def summarize_run(frames: dict[str, pd.DataFrame], acc_before: float, num_layers: int) -> dict[str, Any]:
     """The run's headline numbers: its dip (the checkpoint of lowest old-task accuracy), the layer
     whose revert alone restores most there, the shallowest bottom revert restoring half, and the
@@ -179,18 +161,9 @@ def summarize_run(frames: dict[str, pd.DataFrame], acc_before: float, num_layers
     fmap = frames["forgetting_map"]
     by_step = fmap.groupby("step")["acc_step"].first()
     dip = int(by_step.idxmin())
-    at_dip = fmap[fmap["step"] == dip]
-    single = at_dip[at_dip["arm"] == "single"]
-    finite = single[single["restored"].notna()]
     out: dict[str, Any] = {"acc_before": acc_before, "dip_step": dip, "acc_dip": float(by_step.loc[dip]),
                            "last_step": int(by_step.index.max()), "acc_last": float(by_step.iloc[-1]),
-                           "num_layers": num_layers}
-    if not finite.empty:
-        best = finite.loc[finite["restored"].idxmax()]
-        out["most_restoring_layer"] = int(best["layer"])
-        out["most_restored"] = float(best["restored"])
-        half = at_dip[(at_dip["arm"] == "bottom") & (at_dip["restored"] >= 0.5)]
-        out["half_restored_by_bottom_through"] = int(half["layer"].min()) if not half.empty else None
+                           "num_layers": num_layers, **restoring_at(fmap, dip)}
     recovery = frames.get("recovery_by_step")
     if recovery is not None and not recovery.empty:
         best_n = int(recovery["n"].max())

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional, Union
 import pandas as pd
 
 from ..outputs import atomic_write_text
-from .common import format_value, write_csv, write_summary
+from .common import format_value, layer_name, write_csv, write_summary
 from .figures import make_figures
 
 __all__ = ["SCHEMA_VERSION", "write_demo_outputs", "demo_markdown", "FIGURE_CAPTIONS"]
@@ -178,9 +178,9 @@ def _views_section(out: io.StringIO, views: Optional[Mapping[str, Any]]) -> None
     if fmap:
         bottom = fmap.get("half_restored_by_bottom_through")
         out.write(f"- Forgetting map at step {fmap['step']} (Task 0 {_f(fmap['acc_step'])}, before Task 1 "
-                  f"{_f(fmap['acc_before'])}): reverting **{_layer(fmap['most_restoring_layer'], fmap['num_layers'])}** alone restores "
-                  f"the most, {_f(fmap['restored'])} of the loss"
-                  + (f"; reverting the bottom layers through {_layer(bottom, fmap['num_layers'])} restores at least half.\n"
+                  f"{_f(fmap['acc_before'])}): reverting **{layer_name(fmap['most_restoring_layer'], fmap['num_layers'])}** alone restores "
+                  f"the most, {_f(fmap['most_restored'])} of the loss"
+                  + (f"; reverting the bottom layers through {layer_name(bottom, fmap['num_layers'])} restores at least half.\n"
                      if bottom is not None else "; no bottom revert short of everything restores half.\n"))
     recovery = views.get("recovery_by_step")
     if recovery:
@@ -197,10 +197,6 @@ def _views_section(out: io.StringIO, views: Optional[Mapping[str, Any]]) -> None
         out.write(f"- Fisher against the update angle: Pearson r = {_f(fisher['r'])} (p = {_f(fisher['p'])}, "
                   f"{fisher['n']} weights); the paper: r = 0.054, p = 0.71.\n")
     out.write("\n")
-
-
-def _layer(layer: int, num_layers: int) -> str:
-    return "the embeddings" if layer < 0 else "the final norm and head" if layer >= num_layers else f"block {layer}"
 
 
 def write_demo_outputs(out: Union[str, "os.PathLike[str]"], summary: Mapping[str, Any],
