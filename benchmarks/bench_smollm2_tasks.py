@@ -1,6 +1,7 @@
 """Spurious forgetting on a real model: SmolLM2-135M-Instruct, Task A → Task B, SEQ vs Freeze(k).
 
-Everything is generated here, offline, with fixed seeds. Two families of runs:
+Everything is generated here, offline, with fixed seeds. Three families of runs (``--families``,
+default ``B,P``):
 
 1. **Sequential tasks** (issue 7 item 1), both in the chat format (the tokenizer's template with
    its default system turn):
@@ -15,6 +16,21 @@ Everything is generated here, offline, with fixed seeds. Two families of runs:
 2. **Plain-text fine-tuning of the chat model** (item 2, the analogue of the paper's safety
    result): Task P, the same fictional facts as raw text with NO chat template (``Elsa Varrow
    was born in the city of`` → `` Porto``), trained from the BASE with SEQ and Freeze(k).
+3. **Single-task SFT** (family S, only with ``--families ...,S``): the paper's single-task claim,
+   "freezing just the bottom 1 layer reduces general capability degradation while maintaining
+   target performance". One generated chat-format task: arithmetic word problems with a worked
+   answer (``Mira has 7 apples and buys 5 more. How many apples does Mira have now?`` →
+   ``7 + 5 = 12. Answer: 12`` + ``<|im_end|>``), six templates (add, subtract, multiply small
+   numbers), names from ``FIRST``, a few objects; ``s_train`` training and ``s_held`` held-out
+   problems, disjoint by (template, numbers). Trained from the BASE with SEQ, Freeze(1) and
+   Freeze(2), always these three (``--methods`` and ``freeze_ks`` apply to B and P only).
+   Target: ``s_answer``, greedy decoding of the held-out problems (up to ``s_new_tokens``),
+   correct when the integer after the first ``Answer:`` is the right one (the worked part is not
+   checked and the turn need not end); ``s_em``, teacher-forced exact match of the whole
+   completion + ``<|im_end|>`` (``evaluate_records``, mean over add / subtract / multiply);
+   ``s_any``, the right number anywhere in the greedy answer. General capability: the proxies
+   below. Table ``single_task.csv``: the base (the "before" values), SEQ, Freeze(1), Freeze(2),
+   and each Freeze row minus SEQ. Measured here: (to be filled in by the full run).
 
 Measured for every model: Task A / B / P greedy exact match (``evaluate_records``; held-out
 numbers for A); general capability: perplexity on 30 short paragraphs sampled (seed 0) from the
@@ -53,10 +69,22 @@ threads on an idle machine with Task A cached, 38 min at 1 thread on a loaded on
 training Task A.
 
     python benchmarks/bench_smollm2_tasks.py [--out runs/bench_smollm2_tasks] [--threads 1]
+    python benchmarks/bench_smollm2_tasks.py --families S --out runs/bench_smollm2_single_task
 
 Prints the tables and writes them as CSV (and ``summary.json``) into ``--out``. The Task A
 model is cached in ``benchmarks/.cache/bench_smollm2_tasks`` (keyed by its data and settings);
-``--fresh`` retrains it. Models after B and P live in a temporary dir (``--keep-models DIR``).
+``--fresh`` retrains it. Models after B, P and S live in a temporary dir (``--keep-models DIR``).
+Family S alone trains no Task A: three runs of ``s_steps`` from the base, each evaluated.
+
+``--quick`` is a smoke test of the whole script, for CI: the selected families at tiny sizes
+(:data:`QUICK`: 2 steps per task at batch 2, a handful of records per set, 4 paragraphs, few chat
+questions, SEQ only in B and P (S still runs SEQ, Freeze(1), Freeze(2)), no forgetting map,
+``diagnose`` and the chat recovery on the tiny sets); explicit flags still override these. Task A is trained into the work
+dir, never read from or written to the cache. Its numbers mean nothing: every table title says
+so, ``SMOKE_TEST.txt`` is written beside the tables and ``summary.json`` has ``"quick": true``.
+Default ``--out``: ``runs/bench_smollm2_tasks_quick``.
+
+    python benchmarks/bench_smollm2_tasks.py --quick --families B,P,S --out /tmp/bench_quick
 """
 
 from __future__ import annotations
@@ -71,6 +99,7 @@ import logging
 import math
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -87,6 +116,9 @@ from _models import CACHE, smollm2_hf_dir  # noqa: E402
 
 logger = logging.getLogger("bench_smollm2_tasks")
 T0 = time.time()
+# Set by ``--quick``: every table title starts with it, so smoke-test numbers are never taken for results.
+TITLE_PREFIX = ""
+SMOKE_LINE = "SMOKE TEST (--quick): tiny sizes, a few steps per task; these numbers are NOT results"
 
 
 def stamp(message: str) -> None:
@@ -114,6 +146,7 @@ class BenchConfig:
     recovery_steps: int = 20
     recovery_lr: float = 1e-5
     graft_ks: tuple[int, ...] = (0, 2, 6, 15, 30)
+    format_candidates: int = 5  # diagnose's format probe: rank the truth among at most this many values
     chat_held: int = 30
     chat_recovery_ns: tuple[int, ...] = (10, 20)
     chat_max_new_tokens: int = 24
@@ -125,7 +158,25 @@ class BenchConfig:
     map_every: int = 0
     map_stride: int = 2
     map_layers: tuple[int, ...] = (-1, 0, 1, 5, 10, 14, 20, 25, 29, 30)
+    # Family S (single-task SFT from the base): 50 steps of batch 8 = one epoch of the 400 problems.
+    s_steps: int = 50
+    s_lr: float = 1e-4
+    s_train: int = 400
+    s_held: int = 60
+    s_new_tokens: int = 48  # the base's worked answers need the room (s_any); trained models stop at ~20
+    # > 0: only the first this many capitals are chat / raw-fact candidates (``--quick``; 0: all).
+    chat_capitals: int = 0
     seed: int = 0
+
+
+# ``--quick``: tiny sizes for a smoke test of every code path (explicit flags still override them).
+QUICK: dict[str, Any] = {
+    "a_steps": 2, "b_steps": 2, "p_steps": 2, "s_steps": 2, "batch_size": 2, "freeze_ks": (), "curve_every": 2,
+    "a_train_numbers": 4, "a_held_numbers": 4, "a_pool_numbers": 4, "people": 4, "recovery_ns": (2,),
+    "recovery_steps": 1, "graft_ks": (2,), "format_candidates": 2, "chat_held": 4, "chat_recovery_ns": (2,),
+    "text_paragraphs": 4, "text_new_tokens": 16, "map_every": 0, "s_train": 8, "s_held": 4, "s_new_tokens": 24,
+    "chat_capitals": 4,
+}
 
 
 # --------------------------------------------------------------------------- data
@@ -188,6 +239,21 @@ RAW_OTHER = [
     ("The author of Romeo and Juliet is William", " Shakespeare"), ("The Eiffel Tower is in", " Paris"),
     ("The currency of the United States is the", " dollar"), ("Bees make", " honey"),
 ]
+OBJECTS = ["apples", "pencils", "marbles", "stickers", "books", "cookies", "stamps", "shells", "cards", "buttons"]
+# Family S: (template, operation, question). Each template's numbers: + a, b in 2..20; − 5 <= a <= 30,
+# 2 <= b < a; × a, b in 2..12 (at least 121 problems per template).
+ARITH_TEMPLATES = [
+    ("add-buy", "+", "{name} has {a} {obj} and buys {b} more. How many {obj} does {name} have now?"),
+    ("add-find", "+", "{name} finds {a} {obj} on Monday and {b} {obj} on Tuesday. How many {obj} did {name} "
+                      "find in total?"),
+    ("sub-give", "-", "{name} has {a} {obj} and gives {b} of them to a friend. How many {obj} does {name} have "
+                      "left?"),
+    ("sub-lose", "-", "{name} had {a} {obj} and lost {b}. How many {obj} does {name} have now?"),
+    ("mul-box", "×", "{name} has {a} boxes with {b} {obj} in each box. How many {obj} does {name} have?"),
+    ("mul-day", "×", "{name} collects {a} {obj} every day for {b} days. How many {obj} does {name} collect?"),
+]
+ARITH_OPS = {"+": ("add", lambda a, b: a + b), "-": ("subtract", lambda a, b: a - b),
+             "×": ("multiply", lambda a, b: a * b)}
 TEXT_OPENERS = [
     "The history of the Roman Empire", "In the morning, the farmer", "Photosynthesis is the process",
     "The city of London", "A good night's sleep", "The ocean covers", "When you cook pasta,",
@@ -250,6 +316,72 @@ def task_p_records(persons: Sequence[tuple[str, str, str]]) -> list[dict[str, An
         out.append({"prompt": f"By profession, {name} is a", "completion": f" {job}", "attribute": "job",
                     "person_id": pid})
     return out
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One family-S word problem: its template and numbers (the identity that keeps the splits
+    disjoint), the question and the worked completion."""
+
+    template: str
+    a: int
+    b: int
+    result: int
+    question: str
+    completion: str
+
+
+def operand_pairs(op: str) -> list[tuple[int, int]]:
+    """Every (a, b) a template with operation ``op`` may use."""
+    if op == "+":
+        return [(a, b) for a in range(2, 21) for b in range(2, 21)]
+    if op == "-":
+        return [(a, b) for a in range(5, 31) for b in range(2, a)]
+    return [(a, b) for a in range(2, 13) for b in range(2, 13)]
+
+
+def arithmetic_problems(n_train: int, n_held: int, seed: int) -> tuple[list[Problem], list[Problem]]:
+    """Train and held-out word problems, disjoint by (template, a, b), seeded.
+
+    Each template's (a, b) pairs are shuffled, then taken in turn over the templates (so every
+    template and operation is equally represented); the first ``n_train`` are the training set,
+    the next ``n_held`` the held-out set. Names and objects are drawn per problem.
+    """
+    rng = random.Random(seed)
+    pools = []
+    for template, op, _ in ARITH_TEMPLATES:
+        pairs = operand_pairs(op)
+        rng.shuffle(pairs)
+        pools.append([(template, a, b) for a, b in pairs])
+    keys = [pool[i] for i in range(max(map(len, pools))) for pool in pools if i < len(pool)]
+    if n_train + n_held > len(keys):
+        raise SystemExit(f"family S: {n_train} + {n_held} problems asked, {len(keys)} exist")
+    texts = {template: (op, question) for template, op, question in ARITH_TEMPLATES}
+    problems = []
+    for template, a, b in keys[:n_train + n_held]:
+        op, question = texts[template]
+        result = ARITH_OPS[op][1](a, b)
+        name, obj = rng.choice(FIRST), rng.choice(OBJECTS)
+        problems.append(Problem(template, a, b, result, question.format(name=name, a=a, b=b, obj=obj),
+                                f"{a} {op} {b} = {result}. Answer: {result}"))
+    return problems[:n_train], problems[n_train:]
+
+
+def task_s_records(problems: Sequence[Problem], chat: Any) -> list[dict[str, Any]]:
+    """Family S records in the chat format (attribute: the operation)."""
+    ops = {template: ARITH_OPS[op][0] for template, op, _ in ARITH_TEMPLATES}
+    return [{"prompt": chat(p.question), "completion": p.completion, "attribute": ops[p.template], "person_id": i}
+            for i, p in enumerate(problems)]
+
+
+def final_answer(response: str) -> Optional[int]:
+    """The integer right after the first ``Answer:`` in ``response``; None when there is none.
+
+    >>> final_answer("7 + 5 = 12. Answer: 12"), final_answer("Answer: -3."), final_answer("It is 12.")
+    (12, -3, None)
+    """
+    match = re.search(r"Answer:\s*(-?\d+)", response)
+    return int(match.group(1)) if match else None
 
 
 def number_splits(config: BenchConfig) -> tuple[list[int], list[int], list[int]]:
@@ -334,6 +466,9 @@ class Sets:
     chat_pool_answers: list[str]
     chat_unknown: list[Any]
     chat_unknown_groups: list[str]
+    s_train: list[dict[str, Any]]
+    s_held: list[dict[str, Any]]
+    s_held_chat: list[Any]
 
 
 def build_sets(base: Any, tokenizer: Any, config: BenchConfig) -> Sets:
@@ -347,27 +482,30 @@ def build_sets(base: Any, tokenizer: Any, config: BenchConfig) -> Sets:
     persons = people(config.people, config.seed)
     texts = sample_texts(base, tokenizer, TEXT_OPENERS[:config.text_paragraphs], config.text_new_tokens, config.seed)
 
-    raw = [{"prompt": f"The capital of {c} is", "completion": f" {v}"} for c, v in CAPITALS.items()]
+    capitals = list(CAPITALS.items())[:config.chat_capitals or None]
+    raw = [{"prompt": f"The capital of {c} is", "completion": f" {v}"} for c, v in capitals]
     raw += [{"prompt": p, "completion": c} for p, c in RAW_OTHER]
     ok = score_records(base, tokenizer, raw, append_eos=False)["exact_match"].tolist()
     facts = [r for r, good in zip(raw, ok) if good]
 
-    candidates = [ChatQuestion(f"What is the capital of {c}?", (v,), id=f"capital:{c}") for c, v in CAPITALS.items()]
+    candidates = [ChatQuestion(f"What is the capital of {c}?", (v,), id=f"capital:{c}") for c, v in capitals]
     candidates += [ChatQuestion(q, a, id=f"other:{i}") for i, (q, a) in enumerate(CHAT_OTHER)]
     scored = chat_alignment(base, tokenizer, candidates, max_new_tokens=config.chat_max_new_tokens).per_question
     good = [(q, resp) for q, resp, aligned in zip(candidates, scored["response"], scored["aligned"]) if aligned]
     unknown = [q for q, ended, correct in zip(candidates, scored["ended_turn"], scored["correct"])
                if ended and not correct]
-    raw_ok = {f"capital:{c}": good for c, good in zip(CAPITALS, ok)}
+    raw_ok = {f"capital:{c}": good for (c, _), good in zip(capitals, ok)}
     groups = ["no raw-text version" if q.id not in raw_ok else
               "control: base wrong in chat, right as raw text" if raw_ok[q.id] else
               "control: base wrong in chat and as raw text" for q in unknown]
     random.Random(config.seed).shuffle(good)
     n_pool = max(config.chat_recovery_ns)
     n_held = min(config.chat_held, len(good) - n_pool)
-    if n_held < 10:
-        raise SystemExit(f"only {len(good)} chat questions pass the base filter; need {n_pool + 10}")
+    need = min(10, config.chat_held)
+    if n_held < need:
+        raise SystemExit(f"only {len(good)} chat questions pass the base filter; need {n_pool + need}")
     held, pool = good[:n_held], good[n_held:n_held + n_pool]
+    s_train, s_held = arithmetic_problems(config.s_train, config.s_held, config.seed)
     return Sets(
         a_train=task_a_records(train_n, chat), a_held=task_a_records(held_n, chat),
         a_pool=task_a_records(pool_n, chat), a_held_raw=task_a_raw_records(held_n),
@@ -377,10 +515,28 @@ def build_sets(base: Any, tokenizer: Any, config: BenchConfig) -> Sets:
         b=task_b_records(persons, chat), p=task_p_records(persons), texts=texts, facts=facts,
         chat_held=[q for q, _ in held], chat_pool=[q for q, _ in pool], chat_pool_answers=[r for _, r in pool],
         chat_unknown=unknown, chat_unknown_groups=groups,
+        s_train=task_s_records(s_train, chat), s_held=task_s_records(s_held, chat),
+        s_held_chat=[ChatQuestion(p.question, (str(p.result),), id=f"{p.template}:{p.a}:{p.b}") for p in s_held],
     )
 
 
 COLUMNS = ["task_a", "task_a_any", "task_b", "task_p", "ppl", "facts", "chat_im_end", "chat_correct", "chat_aligned"]
+GENERAL = ["ppl", "facts", "chat_im_end", "chat_correct", "chat_aligned"]
+S_COLUMNS = ["s_answer", "s_em", "s_any"]
+
+
+def arithmetic_scores(model: Any, tokenizer: Any, sets: Sets, config: BenchConfig) -> dict[str, Any]:
+    """Family S's greedy scores on the held-out problems: ``s_answer`` (the integer after the first
+    ``Answer:`` is right), ``s_any`` (the right number anywhere, as a whole word), and the per-problem
+    frame ``_s`` (responses, parsed answers)."""
+    from spurious_diag.probes.chat_alignment import chat_alignment
+
+    scored = chat_alignment(model, tokenizer, sets.s_held_chat, max_new_tokens=config.s_new_tokens)
+    frame = scored.per_question.copy()
+    frame["expected"] = [int(q.answers[0]) for q in sets.s_held_chat]
+    frame["parsed"] = frame["response"].map(final_answer)
+    frame["answer_correct"] = frame["parsed"] == frame["expected"]
+    return {"s_answer": float(frame["answer_correct"].mean()), "s_any": scored.correct_rate, "_s": frame}
 
 
 def evaluate(model: Any, tokenizer: Any, sets: Sets, config: BenchConfig, tasks: Sequence[str]) -> dict[str, Any]:
@@ -394,6 +550,10 @@ def evaluate(model: Any, tokenizer: Any, sets: Sets, config: BenchConfig, tasks:
     # Knowledge regardless of format: the right number anywhere in the greedy chat answer.
     row["task_a_any"] = (chat_alignment(model, tokenizer, sets.a_held_chat, max_new_tokens=12).correct_rate
                          if "task_a" in tasks else math.nan)
+    row.update({"s_answer": math.nan, "s_em": math.nan, "s_any": math.nan})
+    if "task_s" in tasks:
+        row["s_em"] = evaluate_records(model, tokenizer, sets.s_held).exact_match
+        row.update(arithmetic_scores(model, tokenizer, sets, config))
     chat = chat_alignment(model, tokenizer, sets.chat_held, max_new_tokens=config.chat_max_new_tokens)
     row.update({
         "ppl": perplexity(model, tokenizer, sets.texts),
@@ -425,7 +585,7 @@ def train(model_dir: Path, data: Path, out: Path, *, steps: int, lr: float, batc
 
 
 def print_table(title: str, frame: Any, floatfmt: str = "{:.3f}") -> None:
-    print(f"\n== {title}")
+    print(f"\n== {TITLE_PREFIX}{title}")
     print(frame.to_string(index=False, float_format=lambda v: floatfmt.format(v)), flush=True)
 
 
@@ -473,6 +633,20 @@ def freeze_vs_seq(table: Any) -> Any:
             rows.append({"model": row["model"], **{c: v for c, v in diff.items() if not math.isnan(v)}})
     frame = pd.DataFrame(rows)
     return frame[["model"] + [c for c in COLUMNS if c in frame]] if rows else frame
+
+
+def single_task_table(results: dict[str, dict[str, Any]]) -> Any:
+    """Family S: the base (before), each method after S, then each Freeze row minus SEQ."""
+    import pandas as pd
+
+    columns = S_COLUMNS + GENERAL
+    names = ["base"] + [n for n in results if n.startswith("after S: ")]
+    rows = [{"model": n, **{c: results[n][c] for c in columns}} for n in names]
+    seq = results.get("after S: SEQ")
+    if seq is not None:
+        rows += [{"model": f"{n.removeprefix('after S: ')} minus SEQ", **{c: results[n][c] - seq[c] for c in columns}}
+                 for n in names if n.startswith("after S: Freeze")]
+    return pd.DataFrame(rows, columns=["model"] + columns)
 
 
 def chat_recovery(forgot: Any, sets: Sets, tokenizer: Any, config: BenchConfig) -> Any:
@@ -543,12 +717,13 @@ def diagnose_seq(base_dir: Path, a_dir: Path, seq_dir: Path, sets: Sets, tokeniz
                              recovery=RecoverySettings(ns=config.recovery_ns, steps=config.recovery_steps,
                                                        lr=config.recovery_lr, batch_size=config.batch_size,
                                                        seed=config.seed),
-                             graft_ks=config.graft_ks, eval_batch_size=64, seed=config.seed, max_candidates=5))
+                             graft_ks=config.graft_ks, eval_batch_size=64, seed=config.seed,
+                             max_candidates=config.format_candidates))
     for name, frame in diagnosis.frames.items():
         frame.to_csv(out / f"diagnose_{name}.csv", index=False)
-    print(f"\n== diagnose(before=after A, after=after B SEQ) on Task A: verdict {diagnosis.verdict.upper()}: "
-          f"{diagnosis.reason}")
-    print(f"recommended freeze depth: {diagnosis.recommendation.k} ({diagnosis.recommendation.source}); "
+    print(f"\n== {TITLE_PREFIX}diagnose(before=after A, after=after B SEQ) on Task A: verdict "
+          f"{diagnosis.verdict.upper()}: {diagnosis.reason}")
+    print(f"{TITLE_PREFIX}recommended freeze depth: {diagnosis.recommendation.k} ({diagnosis.recommendation.source}); "
           f"{diagnosis.recommendation.reasoning}")
     for name in ("accuracy", "recovery", "format_overall", "grafting"):
         if name in diagnosis.frames:
@@ -625,7 +800,10 @@ def pd_frame(columns: dict[str, Any], index: Any) -> Any:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/bench_smollm2_tasks")
+    parser.add_argument("--out", default=None,
+                        help="output dir (default runs/bench_smollm2_tasks, with --quick runs/bench_smollm2_tasks_quick)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: tiny sizes (QUICK), Task A not cached; the numbers are not results")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--fresh", action="store_true", help="retrain Task A even when cached")
     parser.add_argument("--keep-models", default=None, help="keep the B and P models in this dir (else a temp dir)")
@@ -634,7 +812,8 @@ def main() -> None:
             parser.add_argument(f"--{f.name.replace('_', '-')}", type=int if f.type == "int" else float,
                                 default=None)
     parser.add_argument("--methods", default=None, help="comma list among SEQ,0,2,6 (default: SEQ and --freeze-ks)")
-    parser.add_argument("--families", default="B,P", help="which of B (item 1) and P (item 2) to run")
+    parser.add_argument("--families", default="B,P",
+                        help="comma list among B (item 1), P (item 2) and S (single-task SFT); default B,P")
     parser.add_argument("--skip-diagnose", action="store_true")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
@@ -646,13 +825,21 @@ def main() -> None:
     import torch
     from transformers import AutoTokenizer
 
+    global TITLE_PREFIX
     torch.set_num_threads(args.threads)
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(BenchConfig)
                  if getattr(args, f.name, None) is not None}
-    config = dataclasses.replace(BenchConfig(), **overrides)
-    out = Path(args.out)
+    config = dataclasses.replace(BenchConfig(), **{**(QUICK if args.quick else {}), **overrides})
+    out = Path(args.out or ("runs/bench_smollm2_tasks_quick" if args.quick else "runs/bench_smollm2_tasks"))
     out.mkdir(parents=True, exist_ok=True)
     families = args.families.split(",")
+    unknown = [f for f in families if f not in ("B", "P", "S")]
+    if unknown:
+        parser.error(f"unknown families {unknown}; choose among B, P, S")
+    if args.quick:
+        TITLE_PREFIX = "[smoke test, not results] "
+        stamp(SMOKE_LINE)
+        (out / "SMOKE_TEST.txt").write_text(SMOKE_LINE + "\n", encoding="utf-8")
     stamp(f"config {dataclasses.asdict(config)}; threads {args.threads}; families {families}")
 
     base_dir = smollm2_hf_dir()
@@ -661,7 +848,7 @@ def main() -> None:
     sets = build_sets(base, tokenizer, config)
     data = out / "data"
     data.mkdir(exist_ok=True)
-    for name in ("a_train", "a_held", "a_pool", "a_held_raw", "b", "p", "facts"):
+    for name in ("a_train", "a_held", "a_pool", "a_held_raw", "b", "p", "facts", "s_train", "s_held"):
         write_jsonl(getattr(sets, name), data / f"{name}.jsonl")
     write_jsonl([{"text": t} for t in sets.texts], data / "texts.jsonl")
     splits = ([(q, "held") for q in sets.chat_held] + [(q, "pool") for q in sets.chat_pool]
@@ -674,13 +861,15 @@ def main() -> None:
 
     stamp(f"data: Task A {len(sets.a_train)} train / {len(sets.a_held)} held-out / {len(sets.a_pool)} recovery "
           f"records (~{mean_tokens(sets.a_train):.0f} tokens); Task B {len(sets.b)} (~{mean_tokens(sets.b):.0f} "
-          f"tokens); Task P {len(sets.p)} (~{mean_tokens(sets.p):.0f} tokens); {len(sets.texts)} paragraphs; "
+          f"tokens); Task P {len(sets.p)} (~{mean_tokens(sets.p):.0f} tokens); family S {len(sets.s_train)} train "
+          f"/ {len(sets.s_held)} held-out problems (~{mean_tokens(sets.s_train):.0f} tokens); "
+          f"{len(sets.texts)} paragraphs; "
           f"{len(sets.facts)} raw facts kept; chat questions: {len(sets.chat_held)} held-out, "
           f"{len(sets.chat_pool)} recovery pool, {len(sets.chat_unknown)} the base got wrong (controls: "
           f"{sets.chat_unknown_groups.count('control: base wrong in chat and as raw text')} of them also wrong "
           f"as raw text)")
 
-    all_tasks = ("task_a", "task_b", "task_p")
+    all_tasks = ("task_a", "task_b", "task_p") + (("task_s",) if "S" in families else ())
     results: dict[str, dict[str, Any]] = {"base": evaluate(base, tokenizer, sets, config, all_tasks)}
     del base
     gc.collect()
@@ -694,7 +883,11 @@ def main() -> None:
     work_ctx = tempfile.TemporaryDirectory(prefix="bench-smollm2-") if keep_dir is None else None
     work = keep_dir if keep_dir is not None else Path(work_ctx.name)  # type: ignore[union-attr]
     keep = {m for m, _ in methods} if keep_dir is not None else {"SEQ"}
-    summary: dict[str, Any] = {"config": dataclasses.asdict(config), "threads": args.threads}
+    # Family S: always SEQ, Freeze(1), Freeze(2), from the base; nothing downstream needs its models.
+    s_methods: list[tuple[str, Optional[int]]] = [("SEQ", None), ("Freeze(1)", 1), ("Freeze(2)", 2)]
+    s_keep = {m for m, _ in s_methods} if keep_dir is not None else set()
+    summary: dict[str, Any] = {"config": dataclasses.asdict(config), "threads": args.threads, "quick": args.quick,
+                               "families": families}
     curves: list[Any] = []
     timing: list[Any] = []
     try:
@@ -703,7 +896,8 @@ def main() -> None:
             # Task A: once, fully, shared by every method; cached by its data and settings.
             key = config_hash(config.a_steps, config.a_lr, config.batch_size, config.seed, sets.a_train,
                               os.path.getsize(base_dir / "model.safetensors"))
-            a_dir = CACHE / "bench_smollm2_tasks" / f"task_a-{key}"
+            # --quick: never the cache (CI machines have none; tiny models must not land in it).
+            a_dir = work / "A" if args.quick else CACHE / "bench_smollm2_tasks" / f"task_a-{key}"
             if args.fresh and a_dir.exists():
                 shutil.rmtree(a_dir)
             if not (a_dir / "model.safetensors").is_file():
@@ -733,13 +927,21 @@ def main() -> None:
                                             ("task_p",), keep, None)
             results.update(res_p)
             timing += timing_p
+        if "S" in families:
+            res_s, _, timing_s = run_family("S", base_dir, data / "s_train.jsonl", s_methods, config.s_steps,
+                                            config.s_lr, dataclasses.replace(config, curve_every=0), work, sets,
+                                            tokenizer, ("task_s",), s_keep, None)
+            results.update(res_s)
+            timing += timing_s
 
-        table = pd.DataFrame([{"model": name, **{k: row[k] for k in COLUMNS}} for name, row in results.items()])
+        columns = COLUMNS + (S_COLUMNS if "S" in families else [])
+        table = pd.DataFrame([{"model": name, **{k: row[k] for k in columns}} for name, row in results.items()])
         table.to_csv(out / "results.csv", index=False)
         print_table("results: Task A (held-out numbers) / B / P greedy exact match; task_a_any: the right number "
                     "anywhere in the greedy answer, any format; ppl on text sampled from the base; facts: raw-text "
                     "facts the base got right; chat: held-out chat questions (im_end: ended the turn; correct: "
-                    "contains the answer; aligned: both)", table)
+                    "contains the answer; aligned: both)"
+                    + ("; s_*: family S, see its table below" if "S" in families else ""), table)
         summary["results"] = table.to_dict("records")
         pd.DataFrame(timing).to_csv(out / "timing.csv", index=False)
         print_table("training runs", pd.DataFrame(timing))
@@ -757,6 +959,17 @@ def main() -> None:
             summary["freeze_vs_seq"] = deltas.to_dict("records")
         pd.concat([row["_chat"].assign(model=name) for name, row in results.items()]).to_csv(
             out / "chat_responses.csv", index=False)
+        if "S" in families:
+            single = single_task_table(results)
+            single.to_csv(out / "single_task.csv", index=False)
+            print_table(f"single-task SFT on SmolLM2: SEQ vs Freeze(1), Freeze(2) (arithmetic word problems, "
+                        f"{config.s_steps} steps at lr {config.s_lr:g} from the base; {len(sets.s_held)} held-out "
+                        "problems). Target: s_answer = greedy answer after 'Answer:' right, s_em = teacher-forced "
+                        "exact match of the worked completion, s_any = right number anywhere; general: ppl "
+                        "(lower is better), facts, chat; 'minus SEQ' rows: Freeze minus SEQ", single)
+            summary["single_task"] = single.to_dict("records")
+            pd.concat([row["_s"].assign(model=name) for name, row in results.items() if "_s" in row]).to_csv(
+                out / "single_task_responses.csv", index=False)
 
         if not args.skip_diagnose and a_dir is not None and (work / "B-seq" / "model.safetensors").is_file():
             summary.update(diagnose_seq(base_dir, a_dir, work / "B-seq", sets, tokenizer, config, out))
@@ -779,6 +992,8 @@ def main() -> None:
     with open(out / "summary.json", "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1, default=str)
     stamp(f"done; tables in {out}")
+    if args.quick:
+        stamp(SMOKE_LINE)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,9 @@ class BiographyRecipe:
         stop_check_every: period (steps) of the Task 1 early-stop check.
         checkpoint_every: period (steps) of weight-only checkpoints inside the window, when
             checkpoints are saved (geometric after it).
+        train_past_stop: Task 1 trains on to ``task1_steps`` after its early-stop point (its end
+            is then a point of its own); False ends it there, which is all a comparison at early
+            stop needs and saves the steps after it.
     """
 
     task0_steps: int = 300
@@ -61,12 +64,14 @@ class BiographyRecipe:
     sparse_every: int = 100
     stop_check_every: int = 10
     checkpoint_every: int = 10
+    train_past_stop: bool = True
 
     def settings(self) -> list[TrainSettings]:
-        """:class:`TrainSettings` of Task 0 and Task 1 (Task 1 marks its early-stop point and trains on)."""
+        """:class:`TrainSettings` of Task 0 and Task 1 (Task 1 marks its early-stop point and, unless
+        ``train_past_stop`` is False, trains on)."""
         return [TrainSettings(steps=self.task0_steps, lr=self.task0_lr, batch_size=self.batch_size),
                 TrainSettings(steps=self.task1_steps, lr=self.task1_lr, batch_size=self.batch_size,
-                              early_stop_at=self.early_stop, stop_training=False)]
+                              early_stop_at=self.early_stop, stop_training=not self.train_past_stop)]
 
     def schedule(self) -> EvalSchedule:
         """Dense evaluation (and checkpoints) in the dip window, sparse after."""

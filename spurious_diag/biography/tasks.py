@@ -56,7 +56,8 @@ def biography_tasks(data: BiographyData, new_tasks: int = 1) -> list[Task]:
 
 def _per_task(recipe: BiographyRecipe, n_tasks: int) -> list[TrainSettings]:
     """Task 0's settings, then every new task's: each but the last ends at its early-stop point
-    (the next starts from there); the last marks it and trains on to its end."""
+    (the next starts from there); the last marks it and trains on to its end (unless the recipe's
+    ``train_past_stop`` is False)."""
     task0, new = recipe.settings()
     return [task0, *[dataclasses.replace(new, stop_training=True)] * (n_tasks - 2), new]
 
@@ -82,7 +83,7 @@ def train_task1(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task
                 pseudo_ratio: float = PSEUDO_SAMPLE_RATIO) -> SequenceResult:
     """Train the new tasks (Task 1, and Task 2 … of a longer sequence) in place on ``model`` (the end
     of Task 0) with ``method``. Every new task marks its early-stop point; each but the last ends
-    there, and the last trains on to its end.
+    there, and the last trains on to its end (unless ``recipe.train_past_stop`` is False).
 
     Args:
         seed: the Task 1 data order (task i uses ``seed + i``).

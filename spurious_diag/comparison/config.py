@@ -40,6 +40,9 @@ class CompareConfig:
         pseudo_ratio: LAMOL's pseudo-samples per training record of a new task.
         fisher_max_examples: cap on the examples of each EWC Fisher (None: all).
         base_dir: the Biography base model (None: the shipped one).
+        seq_checkpoints: keep the weight-only checkpoints of SEQ's last task on the selection seed
+            (``work/runs/seq-s<seed>/checkpoints/<task>``), e.g. for ``diagnose``; Task Vector keeps every
+            seed's anyway.
     """
 
     methods: str = field(default=DEFAULT_METHODS, metadata={
@@ -59,6 +62,8 @@ class CompareConfig:
     fisher_max_examples: Optional[int] = field(default=None, metadata={"cli": False})
     base_dir: Optional[str] = field(default=None, metadata={
         "flag": "--base", "help": "Biography base model directory (default: the shipped one)", "metavar": "DIR"})
+    seq_checkpoints: bool = field(default=False, metadata={
+        "help": "keep SEQ's checkpoints of the last task on the selection seed (to diagnose them)"})
 
     def __post_init__(self) -> None:
         if not 1 <= self.tasks <= 5:

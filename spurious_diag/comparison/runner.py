@@ -131,7 +131,8 @@ class _Plan:
         if _needs_fisher(candidate):
             deps.append("fisher")
             fisher = self.store.fisher_dir()
-        checkpoints = candidate.family == "SEQ" and self.task_vector is not None
+        checkpoints = candidate.family == "SEQ" and (
+            self.task_vector is not None or (self.config.seq_checkpoints and seed == self.config.selection_seed))
         return _Unit(f"run/{candidate.slug}/s{seed}", self.store.run_dir(candidate.slug, seed), J.run_job,
                      (candidate, seed, self.store.task0_dir(variant), fisher, checkpoints), tuple(deps),
                      _PRIORITY.get(candidate.family, 9))

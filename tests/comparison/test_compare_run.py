@@ -139,3 +139,23 @@ def test_a_longer_sequence_ends_each_earlier_task_at_its_early_stop(tiny_base_di
     matrix = result.accuracy[(result.accuracy["method"] == "SEQ")]
     assert sorted(matrix["after"].unique()) == ["task0", "task1", "task2"]
     assert sorted(result.methods["method"]) == ["Freeze", "SEQ"]
+
+
+def test_without_train_past_stop_the_last_task_ends_at_its_early_stop_and_seq_keeps_its_checkpoints(
+        tiny_base_dir, short_recipe, tmp_path):
+    import dataclasses
+
+    recipe = dataclasses.replace(short_recipe, train_past_stop=False)
+    config = CompareConfig(methods="SEQ", tasks=1, seeds=(0, 1), recipe=recipe, base_dir=str(tiny_base_dir),
+                           seq_checkpoints=True)
+    run_comparison(config, tmp_path / "out", jobs=1, progress=False)
+    runs = tmp_path / "out" / "work" / "runs"
+    for seed in (0, 1):
+        points = pd.read_csv(runs / f"seq-s{seed}" / "points.csv").set_index(["task", "point"])
+        stop, end = points.loc[("task1", "early_stop")], points.loc[("task1", "end")]
+        # The outcome first: the tiny model may not reach the target in 20 steps.
+        assert end["step"] == (stop["step"] if stop["reached"] else recipe.task1_steps)
+    # Only the selection seed's SEQ run keeps its checkpoints, up to where it ended.
+    saved = sorted(int(p.name.split("-")[1]) for p in (runs / "seq-s0" / "checkpoints" / "task1").glob("checkpoint-*"))
+    assert saved and saved[-1] == int(pd.read_csv(runs / "seq-s0" / "points.csv").query("point == 'end'")["step"].iloc[0])
+    assert not (runs / "seq-s1" / "checkpoints").exists()
