@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 CACHE = Path(os.environ.get("SPURIOUS_DIAG_BENCH_CACHE", Path(__file__).parent / ".cache"))
+
+
+def cache_key(*parts: Any) -> str:
+    """A short hash of what a cached model was made from (its data and settings), for its folder name."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def smollm2_gguf() -> Path:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -56,7 +55,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _models import CACHE, smollm2_hf_dir  # noqa: E402
+from _models import CACHE, cache_key, smollm2_hf_dir  # noqa: E402
 
 from spurious_diag.biography.recipe import BiographyRecipe  # noqa: E402
 from spurious_diag.probes.options import RecoverySettings  # noqa: E402
@@ -152,10 +151,6 @@ def _worker_init() -> None:
 
 # --------------------------------------------------------------------------- bases
 
-def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
 def _smollm2_base(data: Any, pretraining: dict[str, Any]) -> Any:
     """SmolLM2 with its tokenizer, as a Biography :class:`BaseModel` of ``data``."""
     import torch
@@ -189,7 +184,7 @@ def injected_base(config: BenchConfig, data: Any, cache: Path) -> tuple[Path, di
     from spurious_diag.training.callbacks import EvaluateEveryCallback
     from spurious_diag.training.trainer import train_model
 
-    directory = cache / f"injected-{_key(data.sha256, dataclasses.asdict(config.injection), 'smollm2-135m')}"
+    directory = cache / f"injected-{cache_key(data.sha256, dataclasses.asdict(config.injection), 'smollm2-135m')}"
     if (directory / "biography_manifest.json").is_file():
         record = read_base_manifest(directory)["pretraining"]
         stamp(f"injection cached in {directory} (trained in {record['runtime_s'] / 60:.1f} min)")
@@ -228,7 +223,7 @@ def control_job(config: BenchConfig, out: str, cache: str) -> dict[str, Any]:
     from spurious_diag.comparison.jobs import task0_job
 
     data = scenario(config)
-    base_dir = Path(cache) / f"uninjected-{_key(data.sha256, 'smollm2-135m')}"
+    base_dir = Path(cache) / f"uninjected-{cache_key(data.sha256, 'smollm2-135m')}"
     if not (base_dir / "biography_manifest.json").is_file():
         save_base_model(_smollm2_base(data, {"steps": 0, "note": "no injection: the control"}), base_dir,
                         overwrite=True)
@@ -339,19 +334,13 @@ def print_curves(curves: Any, steps_shown: int = 12) -> None:
 
 
 def methods_summary(result: Any) -> Any:
-    """One row per method at its chosen setting: the points' means and s.d. over seeds."""
-    import pandas as pd
+    """One row per method at its chosen setting: mean and s.d. over seeds of the points."""
+    from spurious_diag.continual.tables import mean_over_seeds
 
-    rows = []
-    for (method, setting), group in result.methods.groupby(["method", "setting"], sort=False):
-        row = {"method": method, "setting": setting, "seeds": len(group)}
-        for column in ("task0_after", "task0_dip", "task0_stop", "task0_end", "task1_stop", "task1_end",
-                       "dip_step", "stop_step"):
-            values = group[column].astype(float)
-            row[f"{column}_mean"] = values.mean()
-            row[f"{column}_sd"] = values.std(ddof=1) if len(values) > 1 else math.nan
-        rows.append(row)
-    return pd.DataFrame(rows)
+    columns = ["task0_after", "task0_dip", "task0_stop", "task0_end", "task1_stop", "task1_end", "dip_step",
+               "stop_step"]
+    table = result.methods[["method", "setting", "seed", *columns]].fillna({"setting": ""})  # SEQ has none
+    return mean_over_seeds(table, by=["method", "setting"])
 
 
 def print_methods(result: Any, n_test: int) -> None:
@@ -488,9 +477,9 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"(step {points['end']})")
         futures = {}
         kept = args.out / "diagnoses.json"
-        if args.resume and kept.is_file() and {k: v["step"] for k, v in json.loads(kept.read_text()).items()} == points:
-            for label, d in json.loads(kept.read_text()).items():
-                futures[label] = _submit(None, dict, d)
+        done = json.loads(kept.read_text()) if args.resume and kept.is_file() else {}
+        if {label: d["step"] for label, d in done.items()} == points:
+            futures = {label: _submit(None, dict, d) for label, d in done.items()}
         for label, step in points.items():
             if label in futures:
                 continue

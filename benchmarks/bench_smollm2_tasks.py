@@ -93,7 +93,6 @@ import argparse
 import copy
 import dataclasses
 import gc
-import hashlib
 import json
 import logging
 import math
@@ -112,7 +111,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _models import CACHE, smollm2_hf_dir  # noqa: E402
+from _models import CACHE, cache_key, smollm2_hf_dir  # noqa: E402
 
 logger = logging.getLogger("bench_smollm2_tasks")
 T0 = time.time()
@@ -566,10 +565,6 @@ def evaluate(model: Any, tokenizer: Any, sets: Sets, config: BenchConfig, tasks:
 
 # --------------------------------------------------------------------------- runs
 
-def config_hash(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
 def train(model_dir: Path, data: Path, out: Path, *, steps: int, lr: float, batch_size: int, seed: int,
           freeze: Optional[int], eval_path: Optional[Path] = None, eval_every: int = 0, save_every: int = 0) -> Any:
     """``spurious-diag train``'s engine; full-state ``checkpoints/checkpoint-N`` only with ``save_every``."""
@@ -894,7 +889,7 @@ def main() -> None:
         a_dir = None
         if "B" in families:
             # Task A: once, fully, shared by every method; cached by its data and settings.
-            key = config_hash(config.a_steps, config.a_lr, config.batch_size, config.seed, sets.a_train,
+            key = cache_key(config.a_steps, config.a_lr, config.batch_size, config.seed, sets.a_train,
                               os.path.getsize(base_dir / "model.safetensors"))
             # --quick: never the cache (CI machines have none; tiny models must not land in it).
             a_dir = work / "A" if args.quick else CACHE / "bench_smollm2_tasks" / f"task_a-{key}"
