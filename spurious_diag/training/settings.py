@@ -49,14 +49,14 @@ class TrainSettings:
         UsageError: a value out of range (named in the message).
     """
 
-    steps: int = field(default=100, metadata={"help": "optimizer steps (default 100)"})
-    lr: float = field(default=1e-5, metadata={"help": "peak learning rate (default 1e-5)"})
-    batch_size: int = field(default=8, metadata={"help": "sequences per step (default 8)"})
+    steps: int = field(default=100, metadata={"help": "optimizer steps"})
+    lr: float = field(default=1e-5, metadata={"help": "peak learning rate"})
+    batch_size: int = field(default=8, metadata={"help": "sequences per step"})
     schedule: str = field(default="constant", metadata={"help": "learning-rate schedule after warmup",
                                                        "choices": SCHEDULES})
-    warmup_steps: int = field(default=0, metadata={"help": "linear warmup steps (default 0)"})
+    warmup_steps: int = field(default=0, metadata={"help": "linear warmup steps"})
     min_lr_ratio: float = field(default=0.0, metadata={"cli": False})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (default 0)"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"cli": False})
     logging_steps: int = field(default=10, metadata={"cli": False})
     early_stop_at: Optional[float] = field(default=None, metadata={
@@ -113,8 +113,8 @@ class FinetuneOptions:
     eval_every: int = field(default=0, metadata={"help": "evaluate --eval every N steps (default: start and end)"})
     save_every: int = field(default=0, metadata={
         "help": "write full-state checkpoints/checkpoint-N every N steps, what --resume continues from (default 0: none)"})
-    seed: int = field(default=0, metadata={"help": "data order and Trainer seed (default 0)"})
-    device: str = field(default="cpu", metadata={"help": "where to train (default cpu)", "choices": DEVICES})
+    seed: int = field(default=0, metadata={"help": "data order and Trainer seed"})
+    device: str = field(default="cpu", metadata={"help": "where to train", "choices": DEVICES})
 
     def __post_init__(self) -> None:
         if self.freeze_layers is not None and self.freeze_layers < 0:

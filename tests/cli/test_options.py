@@ -93,3 +93,14 @@ def test_config_file_keys_are_the_flat_settings(tmp_path):
     options = FinetuneOptions.from_config_file(str(path))
     assert options.settings.steps == 9 and options.settings.early_stop_at == 0.8 and options.freeze_layers == 1
     assert FinetuneOptions.from_dict(options.to_dict()) == options
+
+
+def test_help_shows_the_base_values_as_defaults():
+    """``pretrain --help`` shows the shipped model's steps and lr, not TrainSettings' own defaults."""
+    from spurious_diag.biography.defaults import PRETRAINING
+
+    parser = argparse.ArgumentParser()
+    add_options(parser, TrainSettings, base=PRETRAINING, only=("steps", "lr"))
+    text = parser.format_help()
+    assert f"(default {PRETRAINING.steps})" in text and f"(default {PRETRAINING.lr})" in text
+    assert f"(default {TrainSettings().steps})" not in text
