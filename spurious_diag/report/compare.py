@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -109,12 +109,24 @@ def _claim_line(verdict: dict[str, Any], tasks: int) -> str:
             f"**{verdict['best']}**.{margin_text} Excluded: {excluded}.")
 
 
+def _new_people(base_dir: Optional[str]) -> str:
+    """How many people each new task asks about, from the base model's manifest ("?" without one)."""
+    from ..biography.pretrain import read_base_manifest, shipped_base_dir
+    from ..errors import SpuriousDiagError
+
+    try:
+        return str(read_base_manifest(base_dir or shipped_base_dir())["scenario"]["sizes"]["task1"])
+    except (SpuriousDiagError, KeyError, TypeError):
+        return "?"
+
+
 def _markdown(result: "ComparisonResult", means: pd.DataFrame, verdict: dict[str, Any]) -> str:
     config = result.config
     seeds = ", ".join(map(str, config.seeds))
     lines = [
         "# Continual-learning methods on the Biography tasks", "",
-        f"Task 0, then {config.tasks} new task{'s' if config.tasks > 1 else ''} (200 new people each); seeds {seeds} "
+        f"Task 0, then {config.tasks} new task{'s' if config.tasks > 1 else ''} ({_new_people(config.base_dir)} new "
+        f"people each); seeds {seeds} "
         f"of the new tasks' data order. Every free setting was chosen on seed {config.selection_seed}'s runs, on the "
         f"Task 0 *validation* people: the most Task 0 validation exact match at the early-stop point among the "
         f"settings whose newest task there is within {config.tolerance * 100:.0f} points of SEQ's. Exact match in %, "

@@ -14,6 +14,7 @@ headline number is the mean over attributes of the per-attribute exact match.
 
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Optional, Sequence
@@ -66,6 +67,25 @@ def _answer_ids(
     return ids, labels
 
 
+def _keeps_logits(model: PreTrainedModel) -> bool:
+    """Whether ``model.forward`` takes ``logits_to_keep`` (computes the head at chosen positions only)."""
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
+def _answer_logits(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   keep: torch.Tensor) -> torch.Tensor:
+    """Float logits at positions ``keep`` (K ascending indices into 0..T−2): B×K×V.
+
+    With a vocabulary of 49k (SmolLM2) the output head costs a fifth of a forward pass and its
+    B×T×V logits dominate the memory; models that take ``logits_to_keep`` compute it at the K
+    positions only (any head post-processing, e.g. soft-capping, still applies), others in full.
+    """
+    if _keeps_logits(model):
+        return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                     logits_to_keep=keep).logits.float()
+    return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, keep].float()
+
+
 @torch.no_grad()
 def score_records(
     model: PreTrainedModel,
@@ -101,11 +121,12 @@ def score_records(
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         batch = collate([{"input_ids": encoded[i][0], "labels": encoded[i][1]} for i in chunk])
-        logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                       use_cache=False).logits.float()
-        # Position t predicts token t+1.
-        logits, targets = logits[:, :-1], batch["labels"][:, 1:].to(device)
-        answer = targets != IGNORE_INDEX  # B×(T−1)
+        # Position t predicts token t+1; only the positions that predict an answer token are scored.
+        targets = batch["labels"][:, 1:].to(device)
+        keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)  # K positions, ascending
+        logits = _answer_logits(model, batch["input_ids"].to(device), batch["attention_mask"].to(device), keep)
+        targets = targets[:, keep]
+        answer = targets != IGNORE_INDEX  # B×K
         correct = (logits.argmax(dim=-1) == targets) | ~answer
         exact = correct.all(dim=1)
         first = answer.float().argmax(dim=1)  # index of the first answer position, B

@@ -98,7 +98,12 @@ def test_the_report_holds_the_tables_figures_and_claim(finished, tmp_path):
         assert (tmp_path / name).is_file(), name
     assert list(pd.read_csv(tmp_path / "methods.csv").columns[:12]) == ISSUE_COLUMNS
     assert summary["kind"] == "compare" and summary["claim"]["holds"] in (True, False)
-    assert "The paper's claim" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "The paper's claim" in report
+    from spurious_diag.biography.pretrain import read_base_manifest
+
+    people = read_base_manifest(result.config.base_dir)["scenario"]["sizes"]["task1"]
+    assert f"({people} new people each)" in report  # the base's scenario, not the shipped one's 200
 
 
 def test_resume_reruns_only_the_unfinished_units_and_gives_the_same_tables(finished, tmp_path):

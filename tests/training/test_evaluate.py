@@ -59,3 +59,18 @@ def test_first_token_prob_matches_a_direct_computation(scenario, tokenizer, make
     row = score_records(model, tokenizer, [record]).iloc[0]
     assert row["first_token_prob"] == pytest.approx(expected, rel=1e-5)
     assert row["n_answer_tokens"] == len(tokenizer(record.completion, add_special_tokens=False).input_ids) + 1
+
+
+def test_head_at_the_answer_positions_only_equals_the_full_head(scenario, tokenizer, make_tiny_llama, monkeypatch):
+    """Llama takes ``logits_to_keep``: the scores computed from the kept positions equal those of full logits."""
+    from spurious_diag.training import evaluate
+
+    model = make_tiny_llama(seed=4)
+    assert evaluate._keeps_logits(model)
+    records = scenario.qa("task0_val")[:10] + scenario.probes("task0_val")[:10]  # two prompt lengths in one batch
+    kept = score_records(model, tokenizer, records, batch_size=20)
+    monkeypatch.setattr(evaluate, "_keeps_logits", lambda model: False)
+    full = score_records(model, tokenizer, records, batch_size=20)
+    assert kept[["exact_match", "first_token_correct", "n_answer_tokens"]].equals(
+        full[["exact_match", "first_token_correct", "n_answer_tokens"]])
+    assert kept["first_token_prob"].to_numpy() == pytest.approx(full["first_token_prob"].to_numpy(), rel=1e-5)
