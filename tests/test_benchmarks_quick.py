@@ -51,6 +51,33 @@ def test_bench_depth_quick(tmp_path: Path) -> None:
     assert record["quick"] and record["recipe"]["train_past_stop"] is False
 
 
+def test_bench_smollm2_biography_quick(tmp_path: Path) -> None:
+    stdout = _run("bench_smollm2_biography.py", tmp_path, "--jobs", "2")
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("injected", "control"):
+        assert 0.0 <= summary["task0"][key] <= 1.0
+    # Every method's Task 1 curve is there, and SEQ's dip is one of its evaluated steps.
+    curves = pd.read_csv(run / "curves.csv")
+    assert {"SEQ", "Freeze(1)", "EWC(1e9)"} <= set(curves["method"])
+    seq0 = curves[(curves["method"] == "SEQ") & (curves["seed"] == 0)]
+    assert summary["diagnoses"]["dip"]["step"] in set(seq0["step"])
+    # The forgetting map's deepest bottom revert puts every layer back: exactly the Task 0 score.
+    fmap = pd.read_csv(run / "forgetting_map.csv")
+    deepest = fmap[(fmap["arm"] == "bottom") & (fmap["layer"] == fmap["layer"].max())]
+    assert len(deepest) == 2  # dip and end
+    assert (deepest["acc"] == deepest["acc_before"]).all()
+    diagnoses = summary["diagnoses"]
+    for label in ("dip", "end"):
+        assert diagnoses[label]["verdict"] in ("spurious", "real", "inconclusive")
+    # One diagnosis serves both points when the dip is the end (a short run).
+    labels = ["dip"] if diagnoses["end"]["step"] == diagnoses["dip"]["step"] else ["dip", "end"]
+    for label in labels:
+        assert (run / f"diagnosis_{label}" / "report.md").is_file()
+    assert (run / "figures" / "task0_curve.png").is_file()
+    assert "knowledge injection" in stdout and "no-injection control" in stdout and "wall time" in stdout
+
+
 def test_bench_smollm2_tasks_quick_single_task(tmp_path: Path) -> None:
     stdout = _run("bench_smollm2_tasks.py", tmp_path, "--families", "S")
     table = pd.read_csv(tmp_path / "run" / "single_task.csv").set_index("model")
