@@ -105,7 +105,7 @@ class BenchConfig:
                                                          RecoverySettings(lr=1e-4, steps=20, batch_size=8))
     graft_ks: tuple[int, ...] = (1, 2, 6, 15, 30)
     map_layers: tuple[int, ...] = (-1, 0, 1, 2, 5, 10, 15, 20, 25, 29, 30)
-    format_candidates: int = 10  # the format probe ranks each true value among this many
+    format_candidates: int = 5  # the format probe ranks each true value among this many (chance 0.2)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -109,32 +109,79 @@ def _cache_kwarg(model: PreTrainedModel) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def _candidate_logprobs_cached(model: PreTrainedModel, prompt: list[int], candidates: Sequence[list[int]],
-                               pad: int) -> Optional[torch.Tensor]:
-    """Same as :func:`_candidate_logprobs_full`, running the prompt once and reusing its KV cache
-    for all C candidates; None when the model returns no cache."""
+def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor, rows_per_chunk: int = 16) -> torch.Tensor:
+    """log p(target) in float64 without a float64 copy of all the logits.
+
+    Args:
+        logits: R×T×V scores.
+        targets: R×T token ids (any id where the position is padding; its value is ignored later).
+
+    Returns:
+        R×T float64 log-probabilities (nats), on the CPU.
+    """
+    out = torch.empty(targets.shape, dtype=torch.float64)
+    for start in range(0, logits.shape[0], rows_per_chunk):
+        chunk = logits[start : start + rows_per_chunk].double()
+        picked = chunk.gather(-1, targets[start : start + rows_per_chunk, :, None].to(chunk.device))[..., 0]
+        out[start : start + rows_per_chunk] = (picked - torch.logsumexp(chunk, dim=-1)).cpu()
+    return out
+
+
+def _candidate_logprobs_batched(model: PreTrainedModel, prompts: Sequence[list[int]],
+                                candidates: Sequence[Sequence[list[int]]], pad: int
+                                ) -> Optional[list[torch.Tensor]]:
+    """Σ log p(candidate | prompt) for B records whose prompts have the same length (no padding).
+
+    The B prompts run once as one batch; their KV caches are repeated for the candidates, which
+    run as one right-padded batch of B×C continuations (C = the most candidates of a record; a
+    record with fewer fills its rows with copies of its first candidate, scored and dropped).
+
+    Args:
+        prompts: B token lists, all of one length Lp.
+        candidates: per record, its candidates' token lists (each non-empty).
+
+    Returns:
+        Per record, a float64 tensor of its candidates' sums (nats); None when the model returns
+        no cache that can be repeated.
+    """
     device = model_device(model)
-    first = model(input_ids=torch.tensor([prompt], device=device), use_cache=True)
-    cache = getattr(first, "cache", None)
-    if cache is None:
-        cache = getattr(first, "past_key_values", None)
-    if cache is None or not hasattr(cache, "batch_repeat_interleave"):
-        return None
-    first_logp = torch.log_softmax(first.logits[0, -1].double(), dim=-1)  # V
-    longest = max(len(c) for c in candidates)
-    if longest == 1:
-        return torch.tensor([float(first_logp[c[0]]) for c in candidates], dtype=torch.float64)
-    cache.batch_repeat_interleave(len(candidates))
-    rest = torch.full((len(candidates), longest - 1), pad, dtype=torch.long)
-    mask = torch.zeros((len(candidates), len(prompt) + longest - 1), dtype=torch.long)
-    mask[:, : len(prompt)] = 1
-    for row, c in enumerate(candidates):
-        rest[row, : len(c) - 1] = torch.tensor(c[:-1])
-        mask[row, len(prompt) : len(prompt) + len(c) - 1] = 1
-    logits = model(input_ids=rest.to(device), attention_mask=mask.to(device), use_cache=True,
-                   **{_cache_kwarg(model): cache}).logits  # C×(Lc−1)×V
-    logp = torch.cat([first_logp.expand(len(candidates), 1, -1), torch.log_softmax(logits.double(), dim=-1)], dim=1)
-    return _sum_candidate(logp, candidates)
+    n_records, width = len(prompts), max(len(c) for c in candidates)
+    first = model(input_ids=torch.tensor(prompts, device=device), use_cache=True)
+    first_logp = torch.log_softmax(first.logits[:, -1].double(), dim=-1).cpu()  # B×V
+    rows = [list(c[j] if j < len(c) else c[0]) for c in candidates for j in range(width)]  # B·C, record-major
+    firsts = torch.tensor([r[0] for r in rows])
+    sums = first_logp.repeat_interleave(width, dim=0).gather(1, firsts[:, None])[:, 0]  # B·C
+    longest = max(len(r) for r in rows)
+    if longest > 1:
+        cache = getattr(first, "cache", None)
+        if cache is None:
+            cache = getattr(first, "past_key_values", None)
+        if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+            return None
+        cache.batch_repeat_interleave(width)
+        n_prompt = len(prompts[0])
+        feed = torch.full((len(rows), longest - 1), pad, dtype=torch.long)  # tokens 0..L−2 predict 1..L−1
+        targets = torch.zeros((len(rows), longest - 1), dtype=torch.long)
+        mask = torch.zeros((len(rows), n_prompt + longest - 1), dtype=torch.long)
+        mask[:, :n_prompt] = 1
+        for i, r in enumerate(rows):
+            feed[i, : len(r) - 1] = torch.tensor(r[:-1])
+            targets[i, : len(r) - 1] = torch.tensor(r[1:])
+            mask[i, n_prompt : n_prompt + len(r) - 1] = 1
+        logits = model(input_ids=feed.to(device), attention_mask=mask.to(device), use_cache=True,
+                       **{_cache_kwarg(model): cache}).logits  # B·C × (L−1) × V
+        logp = _token_logprobs(logits, targets)
+        keep = mask[:, n_prompt:].to(torch.bool)
+        sums = sums + torch.where(keep, logp, torch.zeros_like(logp)).sum(dim=1)
+    return [sums[b * width : b * width + len(candidates[b])] for b in range(n_records)]
+
+
+def _same_length_batches(prompts: Sequence[list[int]], batch_size: int) -> list[list[int]]:
+    """Record indices grouped by prompt length, in chunks of at most ``batch_size``."""
+    by_length: dict[int, list[int]] = {}
+    for i, p in enumerate(prompts):
+        by_length.setdefault(len(p), []).append(i)
+    return [group[s : s + batch_size] for group in by_length.values() for s in range(0, len(group), batch_size)]
 
 
 @torch.no_grad()
@@ -146,6 +193,7 @@ def candidate_ranks(
     max_candidates: Optional[int] = None,
     seed: int = 0,
     share_prompt: bool = True,
+    batch_size: int = 16,
 ) -> pd.DataFrame:
     """Rank of each record's completion among its attribute's candidate pool.
 
@@ -154,9 +202,11 @@ def candidate_ranks(
             completions of that attribute among them.
         max_candidates: rank among the truth + at most ``max_candidates − 1`` distractors drawn
             from the pool (``random.Random(seed)``, per record); None ranks against the whole pool.
-        share_prompt: run each prompt once and reuse its KV cache for the candidates (several
-            times faster); False scores every (prompt, candidate) sequence from scratch (the
+        share_prompt: run the prompts once, ``batch_size`` records of one prompt length per
+            forward, and reuse their KV caches for the candidates (several times faster); False
+            scores every (prompt, candidate) sequence from scratch, one record at a time (the
             reference; the two agree to rounding).
+        batch_size: records per forward with ``share_prompt`` (each brings its C candidates).
 
     Returns:
         One row per record, input order: ``person_id``, ``attribute``, ``rank`` (1 = best),
@@ -173,24 +223,32 @@ def candidate_ranks(
                 if not encoded[v]:
                     raise InvalidDataError(f"completion {v!r} encodes to no tokens")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    candidates, prompts = [], []
+    for r in recs:  # draws in record order, whatever the batching
+        others = [v for v in pools[r.attribute] if v != r.completion]
+        if max_candidates is not None and len(others) > max_candidates - 1:
+            others = rng.sample(others, max(0, max_candidates - 1))
+        candidates.append([encoded[v] for v in [r.completion] + others])  # the truth first
+        prompts.append(list(tokenizer(r.prompt).input_ids))
+    scores: list[Optional[torch.Tensor]] = [None] * len(recs)
     was_training = model.training
     model.eval()
-    rows = []
     try:
-        for r in recs:
-            others = [v for v in pools[r.attribute] if v != r.completion]
-            if max_candidates is not None and len(others) > max_candidates - 1:
-                others = rng.sample(others, max(0, max_candidates - 1))
-            candidates = [encoded[v] for v in [r.completion] + others]  # the truth first
-            prompt = list(tokenizer(r.prompt).input_ids)
-            scores = _candidate_logprobs_cached(model, prompt, candidates, pad) if share_prompt else None
-            if scores is None:
-                scores = _candidate_logprobs_full(model, prompt, candidates, pad)
-            rows.append({"person_id": r.person_id, "attribute": r.attribute,
-                         "rank": int((scores[1:] > scores[0]).sum()) + 1, "n_candidates": len(candidates),
-                         "logprob": float(scores[0])})
+        if share_prompt:
+            for batch in _same_length_batches(prompts, batch_size):
+                got = _candidate_logprobs_batched(model, [prompts[i] for i in batch],
+                                                  [candidates[i] for i in batch], pad)
+                if got is None:  # no reusable cache: every record from scratch
+                    break
+                for i, s in zip(batch, got):
+                    scores[i] = s
+        for i, s in enumerate(scores):
+            if s is None:
+                scores[i] = _candidate_logprobs_full(model, prompts[i], candidates[i], pad)
     finally:
         model.train(was_training)
+    rows = [{"person_id": r.person_id, "attribute": r.attribute, "rank": int((s[1:] > s[0]).sum()) + 1,
+             "n_candidates": len(c), "logprob": float(s[0])} for r, s, c in zip(recs, scores, candidates)]
     return pd.DataFrame(rows, columns=["person_id", "attribute", "rank", "n_candidates", "logprob"])
 
 

@@ -18,11 +18,18 @@ def test_base_model_knows_biographies_but_not_qa(bio_base):
     assert set(result.overall["format"]) == {"task", "pretraining"} and (result.overall["n"] == 60).all()
 
 
-def test_shared_prompt_ranking_equals_full_sequences(bio_base):
+@pytest.mark.parametrize("batch_size, max_candidates", [(16, 5), (3, None), (1, 4)])
+def test_shared_prompt_ranking_equals_full_sequences(bio_base, batch_size, max_candidates):
+    """Batched prompts of one length with shared caches = every sequence alone (the reference), for
+    prompts of several lengths, pools of several sizes and multi-token candidates."""
     base, tokenizer, scenario = bio_base
     records = as_json(scenario.qa("task0_test")[:18])
-    fast = candidate_ranks(base, tokenizer, records, max_candidates=5, seed=1)
-    slow = candidate_ranks(base, tokenizer, records, max_candidates=5, seed=1, share_prompt=False)
+    prompts = {len(tokenizer(r["prompt"]).input_ids) for r in records}
+    values = {len(tokenizer(r["completion"], add_special_tokens=False).input_ids) for r in records}
+    assert len(prompts) > 1 and max(values) > 1  # the cases the batching must get right are here
+    fast = candidate_ranks(base, tokenizer, records, max_candidates=max_candidates, seed=1, batch_size=batch_size)
+    slow = candidate_ranks(base, tokenizer, records, max_candidates=max_candidates, seed=1, share_prompt=False)
+    assert list(fast["n_candidates"]) == list(slow["n_candidates"])
     assert list(fast["rank"]) == list(slow["rank"])
     assert fast["logprob"].to_numpy() == pytest.approx(slow["logprob"].to_numpy(), abs=1e-4)
     assert (fast["rank"] >= 1).all() and (fast["rank"] <= fast["n_candidates"]).all()
