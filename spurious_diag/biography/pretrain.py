@@ -107,7 +107,7 @@ def pretrain_base_model(
             "warmup_steps": settings.warmup_steps,
             "min_lr_ratio": settings.min_lr_ratio,
             "weight_decay": settings.weight_decay,
-            "optimizer": "adamw_torch",
+            "optimizer": settings.optimizer,
             "epochs": result.steps * settings.batch_size / max(len(scenario.biographies), 1),
             "final_loss": result.final_loss,
             "loss_curve": [[int(s), float(v)] for s, v in zip(result.losses["step"], result.losses["loss"])],

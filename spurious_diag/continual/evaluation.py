@@ -21,7 +21,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..outputs import staged_dir
 from ..training.checkpoints import ResumableCallback
-from ..training.evaluate import eval_mode, evaluate_records
+from ..training.evaluate import EVAL_BATCH_SIZE, eval_mode, evaluate_records
 from ..training.records import encode_qa
 from .tasks import EvalSchedule, Task
 
@@ -48,7 +48,7 @@ class SequenceEvaluator:
 
     tokenizer: PreTrainedTokenizerBase
     tasks: Sequence[Task]
-    batch_size: int = 128
+    batch_size: int = EVAL_BATCH_SIZE
     _by_length: dict[tuple[str, str], list[Any]] = field(default_factory=dict, init=False, repr=False)
 
     def _records(self, task: Task, eval_set: str) -> list[Any]:

@@ -46,6 +46,7 @@ from ..freeze import freeze_bottom_layers
 from ..training.checkpoints import CheckpointPlan
 from ..training.records import encode_records
 from ..training.engine import train_task
+from ..training.evaluate import EVAL_BATCH_SIZE
 from ..training.settings import TrainSettings
 from .evaluation import SequenceEvaluator, TaskProgressCallback
 from .ewc import EwcPenalty, FisherDiagonal, batch_fisher, running_average
@@ -99,7 +100,7 @@ class SequenceOptions:
     fisher_max_examples: Optional[int] = None
     projection: PreliminaryRuns = PreliminaryRuns()
     pseudo_ratio: float = PSEUDO_SAMPLE_RATIO
-    eval_batch_size: int = 128
+    eval_batch_size: int = EVAL_BATCH_SIZE
 
     def __post_init__(self) -> None:
         if self.first_task < 0 or (self.last_task is not None and self.last_task < self.first_task):

@@ -30,7 +30,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..errors import UsageError
-from ..training.evaluate import evaluate_records
+from ..training.evaluate import EVAL_BATCH_SIZE, evaluate_records
 from .grafting import SourceArg, embeddings_tied_to_head, model_num_layers, splice_tensors
 from .linear_probe import linear_probe
 from .recovery import recovery_fraction
@@ -82,7 +82,7 @@ def revert_layers(model: torch.nn.Module, before: SourceArg, layers: Iterable[in
     return names
 
 
-def exact_match_scorer(tokenizer: PreTrainedTokenizerBase, records: Sequence[Any], *, batch_size: int = 256) -> Scorer:
+def exact_match_scorer(tokenizer: PreTrainedTokenizerBase, records: Sequence[Any], *, batch_size: int = EVAL_BATCH_SIZE) -> Scorer:
     """``model -> exact match`` on ``records`` (QA format, scored with ``<eos>``; mean over attributes)."""
     from .records import as_probe_records
 
@@ -229,7 +229,7 @@ def probe_map(
     *,
     seed: int = 0,
     test_fraction: float = 0.3,
-    batch_size: int = 256,
+    batch_size: int = EVAL_BATCH_SIZE,
     shuffled_control: bool = False,
     progress: bool = True,
 ) -> pd.DataFrame:

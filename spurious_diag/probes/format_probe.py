@@ -27,7 +27,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..errors import InvalidDataError
-from ..training.evaluate import score_records
+from ..training.evaluate import EVAL_BATCH_SIZE, score_records
 from .hidden import model_device
 from .records import ProbeRecord, as_probe_records, attribute_pools, has_person_ids
 
@@ -292,7 +292,7 @@ def format_probe(
     rank: bool = True,
     max_candidates: Optional[int] = None,
     seed: int = 0,
-    batch_size: int = 256,
+    batch_size: int = EVAL_BATCH_SIZE,
 ) -> FormatProbeResult:
     """Score one model (or a name → model mapping) on the same facts in both formats.
 

@@ -27,7 +27,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..errors import MismatchError, UsageError
 from ..io.layer_map import ParamInfo, num_layers_from_config, parse_param_name
-from ..training.evaluate import evaluate_records
+from ..training.evaluate import EVAL_BATCH_SIZE, evaluate_records
 from .records import as_probe_records
 
 __all__ = ["GraftReport", "GRAFT_COLUMNS", "model_num_layers", "splice_tensors", "graft", "embeddings_tied_to_head", "grafting_curve"]
@@ -188,7 +188,7 @@ def grafting_curve(
     top: bool = True,
     embeddings_arm: bool = True,
     ks: Optional[Sequence[int]] = None,
-    batch_size: int = 256,
+    batch_size: int = EVAL_BATCH_SIZE,
     evaluate: Optional[Callable[[PreTrainedModel, Sequence[Any]], tuple[float, float]]] = None,
 ) -> pd.DataFrame:
     """Old- and new-task accuracy of the post-Task-1 model with grafted blocks, every arm.

@@ -30,7 +30,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..errors import InvalidDataError, MismatchError
 from ..geometry.plane import Plane, PlaneInputError, plane_through, point_on, project
-from ..training.evaluate import answer_loss
+from ..training.evaluate import EVAL_BATCH_SIZE, answer_loss
 from .records import ProbeRecord, as_probe_records
 
 __all__ = ["LANDSCAPE_COLUMNS", "TRAJECTORY_COLUMNS", "landscape_plane", "landscape_grid", "loss_landscape",
@@ -178,7 +178,7 @@ def loss_landscape(
     ys: Sequence[float],
     *,
     method: str = "",
-    batch_size: int = 256,
+    batch_size: int = EVAL_BATCH_SIZE,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Each task's answer-token loss at every grid point θ_a + x·d1 + y·d2.
@@ -225,7 +225,7 @@ def project_trajectory(
     records_by_task: Mapping[str, Sequence[Any]],
     *,
     method: str = "",
-    batch_size: int = 256,
+    batch_size: int = EVAL_BATCH_SIZE,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Checkpoints of a run on the plane: coordinates, off-plane residual, own loss and loss at the projection.

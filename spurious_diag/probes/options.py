@@ -143,7 +143,7 @@ class DiagnoseOptions:
     map_layers: Optional[tuple[int, ...]] = field(default=None, metadata={
         "help": "with a run directory: the forgetting map's layers (-1 embeddings ... L head; default all)",
         "parse": parse_int_list, "metavar": "L,L,..."})
-    eval_batch_size: int = field(default=256, metadata={"cli": False})
+    eval_batch_size: int = field(default=64, metadata={"cli": False})  # = training.evaluate.EVAL_BATCH_SIZE
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "probes", tuple(self.probes))

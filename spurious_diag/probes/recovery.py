@@ -30,7 +30,7 @@ import pandas as pd
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..errors import InvalidDataError
-from ..training.evaluate import evaluate_records
+from ..training.evaluate import EVAL_BATCH_SIZE, evaluate_records
 from ..training.settings import TrainSettings
 from ..training.trainer import train_model
 from .options import RecoverySettings
@@ -99,7 +99,7 @@ def run_recovery(
     before: Optional[PreTrainedModel] = None,
     acc_before: Optional[float] = None,
     settings: RecoverySettings = RecoverySettings(),
-    eval_batch_size: int = 256,
+    eval_batch_size: int = EVAL_BATCH_SIZE,
 ) -> RecoveryResult:
     """Recover copies of ``forgot`` (and of ``control``) with n examples, for each n in ``settings.ns``.
 
@@ -174,7 +174,7 @@ def select_recovery_settings(
     candidates: Sequence[RecoverySettings],
     *,
     n: int = 100,
-    eval_batch_size: int = 256,
+    eval_batch_size: int = EVAL_BATCH_SIZE,
 ) -> tuple[RecoverySettings, pd.DataFrame]:
     """Choose the recovery learning rate and steps on *validation* individuals, never the test ones.
 

@@ -19,6 +19,7 @@ from typing import Any, Optional, Sequence
 import pandas as pd
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..training.evaluate import EVAL_BATCH_SIZE
 from .forgetting_map import DEFAULT_MIN_GAP
 from .options import RecoverySettings
 from .recovery import recovery_fraction, run_recovery
@@ -33,7 +34,7 @@ RECOVERY_BY_STEP_COLUMNS = ["step", "n", "acc", "control_acc", "fraction", "cont
 
 
 def recovered_accuracies(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, recovery_records: Sequence[Any],
-                         test_records: Sequence[Any], settings: RecoverySettings, *, eval_batch_size: int = 256
+                         test_records: Sequence[Any], settings: RecoverySettings, *, eval_batch_size: int = EVAL_BATCH_SIZE
                          ) -> tuple[float, dict[int, float]]:
     """(accuracy before recovery, {n: accuracy after recovering with n examples}) of one model."""
     result = run_recovery(model, tokenizer, recovery_records, test_records, settings=settings,
@@ -54,7 +55,7 @@ def recovery_by_step(
     control: Optional[PreTrainedModel] = None,
     control_accs: Optional[dict[int, float]] = None,
     min_gap: float = DEFAULT_MIN_GAP,
-    eval_batch_size: int = 256,
+    eval_batch_size: int = EVAL_BATCH_SIZE,
     progress: bool = True,
 ) -> pd.DataFrame:
     """The recovery fraction over the steps of a run, with its never-aligned control.

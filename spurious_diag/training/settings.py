@@ -19,6 +19,9 @@ from ..errors import InvalidDataError, UsageError
 __all__ = ["SCHEDULES", "DEVICES", "TrainSettings", "FinetuneOptions"]
 
 SCHEDULES = ("constant", "linear", "cosine")
+# transformers' names; the fused kernel updates every tensor in one pass (transformers' own default
+# since torch 2.8; benchmarks/bench_optimizer.py measures it against the per-tensor one).
+OPTIMIZERS = ("adamw_torch_fused", "adamw_torch")
 DEVICES = ("cpu", "cuda")
 
 
@@ -44,6 +47,9 @@ class TrainSettings:
         stop_training: end training at the early-stop point (default). False trains on to
             ``steps`` and only records the point, so one run gives both the early-stopped
             model's metrics and the end's (the metrics at the point are the same either way).
+        optimizer: AdamW's implementation (:data:`OPTIMIZERS`): ``adamw_torch_fused`` (default,
+            one kernel for all tensors) or ``adamw_torch`` (per-tensor ops); the same update up to
+            float rounding.
 
     Raises:
         UsageError: a value out of range (named in the message).
@@ -62,6 +68,7 @@ class TrainSettings:
     early_stop_at: Optional[float] = field(default=None, metadata={
         "help": "stop once the --eval exact match reaches EM", "metavar": "EM"})
     stop_training: bool = field(default=True, metadata={"cli": False})
+    optimizer: str = field(default="adamw_torch_fused", metadata={"cli": False})
 
     def __post_init__(self) -> None:
         _at_least("steps", self.steps, 1)
@@ -72,6 +79,8 @@ class TrainSettings:
             raise UsageError(f"lr must be a positive number, got {self.lr}")
         if self.schedule not in SCHEDULES:
             raise UsageError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UsageError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise UsageError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):

@@ -215,7 +215,7 @@ def train_model(
             warmup_steps=warmup_steps,
             weight_decay=settings.weight_decay,
             max_grad_norm=settings.max_grad_norm,
-            optim="adamw_torch",
+            optim=settings.optimizer,
             seed=seed,
             data_seed=seed,
             logging_strategy="steps",

@@ -22,6 +22,7 @@ from spurious_diag.training.settings import FinetuneOptions, TrainSettings
     ({"min_lr_ratio": 1.5}, "min_lr_ratio"),
     ({"early_stop_at": 0.0}, "early_stop_at must be in (0, 1]"),
     ({"early_stop_at": 1.2}, "early_stop_at must be in (0, 1]"),
+    ({"optimizer": "sgd"}, "optimizer must be one of"),
 ])
 def test_every_bad_setting_is_a_usage_error_naming_it(change, needle):
     with pytest.raises(UsageError) as info:

@@ -57,6 +57,35 @@ def test_same_seed_same_weights_and_frozen_tensors_do_not_move(scenario, tokeniz
     assert not torch.equal(models[0].lm_head.weight, make_tiny_llama().lm_head.weight)
 
 
+def test_fused_and_per_tensor_adamw_take_the_same_steps(scenario, tokenizer, make_tiny_llama, monkeypatch):
+    """The default fused AdamW is the per-tensor one up to float rounding, and is the one used."""
+    records = scenario.qa("task1")[:16]
+    fused_flags = []
+    step = torch.optim.AdamW.step
+
+    def spy(self, *args, **kwargs):
+        fused_flags.append(bool(self.defaults.get("fused")))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    start = make_tiny_llama()
+    trained = {}
+    for optimizer in ("adamw_torch_fused", "adamw_torch"):
+        fused_flags.clear()
+        model = make_tiny_llama()
+        train_model(model, tokenizer, records, TrainSettings(steps=4, lr=1e-3, batch_size=4, weight_decay=0.1,
+                                                             optimizer=optimizer), seed=3)
+        assert set(fused_flags) == {optimizer == "adamw_torch_fused"}
+        trained[optimizer] = model
+    assert TrainSettings().optimizer == "adamw_torch_fused"
+    for (name, a), b, s in zip(trained["adamw_torch_fused"].named_parameters(),
+                               trained["adamw_torch"].parameters(), start.parameters()):
+        moved = float((b - s).detach().abs().max())
+        assert moved > 0, name
+        # Per element, the same update to a small fraction of how far 4 steps moved the tensor.
+        assert float((a - b).detach().abs().max()) <= 1e-3 * moved + 1e-7, name
+
+
 def test_progress_bar_prints_no_log_dicts(scenario, tokenizer, make_tiny_llama, capsys, caplog):
     """With progress on, the bar shows; the losses go to logging, not to stdout as dicts."""
     caplog.set_level("INFO", logger="spurious_diag.training.trainer")
