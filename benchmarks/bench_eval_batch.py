@@ -31,10 +31,10 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from spurious_diag.biography import build_scenario
     from spurious_diag.biography.pretrain import shipped_base_dir
+    from spurious_diag.probes.models import load_causal_lm, load_tokenizer_for
     from spurious_diag.training.evaluate import EVAL_BATCH_SIZE, score_records
 
     torch.set_num_threads(args.threads)
@@ -47,11 +47,7 @@ def main() -> None:
           f"in-process; ratio = seconds / seconds at the default {EVAL_BATCH_SIZE}")
     print(f"{'model':<30}{'records':>8}" + "".join(f"{f'bs {s}':>16}" for s in sizes) + f"{'same scores':>13}")
     for label, model_dir, n in models:
-        model = AutoModelForCausalLM.from_pretrained(os.fspath(model_dir), dtype=torch.float32,
-                                                     local_files_only=True).eval()
-        tokenizer = AutoTokenizer.from_pretrained(os.fspath(model_dir), local_files_only=True)
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
+        model, tokenizer = load_causal_lm(model_dir), load_tokenizer_for(model_dir)
         subset = records[:n]
         seconds: dict[int, float] = {s: float("inf") for s in sizes}
         scores = {}

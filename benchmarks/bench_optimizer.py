@@ -34,16 +34,11 @@ def _models() -> list[tuple[str, str]]:
 
 def train_once(model_dir: str, records: list, optimizer: str, steps: int) -> tuple[float, dict]:
     """Seconds per step and the trained weights of one run from ``model_dir``."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    from spurious_diag.probes.models import load_causal_lm, load_tokenizer_for
     from spurious_diag.training.settings import TrainSettings
     from spurious_diag.training.trainer import train_model
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, local_files_only=True)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    model, tokenizer = load_causal_lm(model_dir), load_tokenizer_for(model_dir)  # Trainer sets train mode
     settings = TrainSettings(steps=steps, lr=5e-5, batch_size=8, optimizer=optimizer)
     result = train_model(model, tokenizer, records, settings, seed=0)
     return result.seconds_per_step, {k: v.detach().clone() for k, v in model.state_dict().items()}

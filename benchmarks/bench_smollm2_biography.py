@@ -457,24 +457,22 @@ def run_diagnoses(pool: Optional[ProcessPoolExecutor], config: BenchConfig, base
     done = json.loads(kept.read_text()) if resume and kept.is_file() else {}
     if {label: d["step"] for label, d in done.items()} == points:
         return done
-    steps = dict.fromkeys(points.values())  # the dip may be the end: one diagnosis serves both
-    checkpoint = {step: os.fspath(chain / f"checkpoint-{step}") for step in steps}
+    folder: dict[int, str] = {}  # step -> output folder; the dip may be the end: one diagnosis serves both
+    for label, step in points.items():
+        folder.setdefault(step, os.fspath(out / f"diagnosis_{label}"))
+    checkpoint = {step: os.fspath(chain / f"checkpoint-{step}") for step in folder}
     stamp(f"choosing the recovery settings on the validation people (SEQ at step {points['dip']}) beside the "
           "forgetting maps")
     choice = _submit(pool, recovery_choice_job, config, base_dir, checkpoint[points["dip"]], os.fspath(out))
-    maps = {step: _submit(pool, map_job, config, base_dir, task0_dir, checkpoint[step], step,
-                          os.fspath(out / f"diagnosis_{_label(points, step)}")) for step in steps}
+    maps = {step: _submit(pool, map_job, config, base_dir, task0_dir, checkpoint[step], step, folder[step])
+            for step in folder}
     recovery = choice.result()
     stamp(f"recovery settings: lr {recovery.lr:g}, {recovery.steps} steps")
-    diags = {step: _submit(pool, diagnosis_job, config, base_dir, task0_dir, checkpoint[step], step,
-                           os.fspath(out / f"diagnosis_{_label(points, step)}"), recovery) for step in steps}
+    diags = {step: _submit(pool, diagnosis_job, config, base_dir, task0_dir, checkpoint[step], step, folder[step],
+                           recovery) for step in folder}
     result = {label: {**diags[step].result(), **maps[step].result()} for label, step in points.items()}
     kept.write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
     return result
-
-
-def _label(points: dict[str, int], step: int) -> str:
-    return next(label for label, s in points.items() if s == step)
 
 
 # --------------------------------------------------------------------------- main

@@ -30,9 +30,9 @@ __all__ = ["EVAL_BATCH_SIZE", "EvalResult", "eval_mode", "score_records", "summa
            "greedy_generate_match", "answer_loss"]
 
 # Sequences per forward pass when scoring. Records are sorted by length first, so smaller batches
-# pad less, and the LM head runs on fewer positions (the union of the batch's answer positions):
-# 64 scored Biography QA 1.3-1.5x faster than 256 on both the 4-block model and SmolLM2-135M
-# (benchmarks/bench_eval_batch.py).
+# pad less, and the LM head runs on fewer positions (the union of the batch's answer positions).
+# benchmarks/bench_eval_batch.py, one thread: SmolLM2-135M scored 240 Biography QA records 1.8x
+# faster at 64 than at 256; on the 4-block model every size takes about a second either way.
 EVAL_BATCH_SIZE = 64
 
 
