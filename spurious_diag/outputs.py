@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from .errors import OutputDirError
 
-__all__ = ["check_out_not_input", "prepare_out_dir", "output_dir", "atomic_write_text", "atomic_write_json", "atomic_path", "staged_dir"]
+__all__ = ["check_out_not_input", "check_out_dir", "prepare_out_dir", "output_dir", "atomic_write_text", "atomic_write_json", "atomic_path", "staged_dir"]
 
 
 def _umask() -> int:
@@ -50,6 +50,22 @@ def check_out_not_input(out: str, inputs: "list[str]") -> None:
             raise OutputDirError(f"output directory overlaps the input {inp}: choose another --out", out)
 
 
+def check_out_dir(path: str, overwrite: bool = False) -> None:
+    """Refuse ``path`` as an output directory without touching it: it is a file, or it is not
+    empty and ``overwrite`` is False. (The ranks of a distributed command check before the work;
+    only rank 0 then creates and writes.)
+
+    Raises:
+        OutputDirError: as :func:`prepare_out_dir` would.
+    """
+    path = os.fspath(path)
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise OutputDirError("exists and is not a directory", path)
+        if os.listdir(path) and not overwrite:
+            raise OutputDirError("output directory is not empty (pass --overwrite to replace it)", path)
+
+
 def prepare_out_dir(path: str, overwrite: bool = False) -> str:
     """Create ``path`` (and parents) or accept it when empty; with ``overwrite``, empty it first.
 
@@ -58,12 +74,9 @@ def prepare_out_dir(path: str, overwrite: bool = False) -> str:
             or cannot be created / written.
     """
     path = os.fspath(path)
+    check_out_dir(path, overwrite)
     if os.path.exists(path):
-        if not os.path.isdir(path):
-            raise OutputDirError("exists and is not a directory", path)
         if os.listdir(path):
-            if not overwrite:
-                raise OutputDirError("output directory is not empty (pass --overwrite to replace it)", path)
             _check_writable(path)
             for entry in os.listdir(path):
                 full = os.path.join(path, entry)

@@ -17,7 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="measure every update of a checkpoint chain: sizes, cosines, principal angles",
         description="Post-hoc audit. By default a chain: update i is CKPT_i - CKPT_{i-1}. With two checkpoints "
         "there is one update (sizes, no angles); angles need three checkpoints, or --base with CKPT_0 and two "
-        "others. A single directory of Trainer checkpoint-N folders is a trajectory. Inputs are only read.",
+        "others. A single directory of Trainer checkpoint-N folders is a trajectory. Inputs are only read. "
+        "Under torchrun (torchrun --nproc_per_node N -m spurious_diag audit ...) each process audits a share of "
+        "the tensors and the first writes the outputs.",
     )
     p.add_argument("checkpoints", nargs="+", metavar="CKPT",
                    help="HF model dir, .safetensors/.bin/.gguf file, PEFT LoRA adapter dir, or a dir of checkpoint-N folders")
@@ -27,9 +29,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..distributed import fail_together, process_group_from_env
     from ..errors import UsageError
     from ..io.chain import is_chain_dir
-    from ..outputs import check_out_not_input, output_dir
+    from ..outputs import check_out_dir, check_out_not_input, output_dir
     from ..report.audit import write_audit_report
     from ..updates.engine import audit
 
@@ -39,8 +42,15 @@ def run(args: argparse.Namespace) -> int:
     base = AuditOptions(pairs="trajectory") if len(args.checkpoints) == 1 else AuditOptions()
     options = options_from_args(AuditOptions, args, base)
     check_out_not_input(args.out, args.checkpoints)
-    with output_dir(args.out, args.overwrite) as out:
+    # Under torchrun: every rank checks --out, audits its share and receives every row; rank 0
+    # alone writes, and only after all ranks succeeded (a failure on any rank leaves no output).
+    with process_group_from_env() as world:
+        with fail_together():
+            check_out_dir(args.out, args.overwrite)
         result = audit(args.checkpoints, options)
-        for path in write_audit_report(result, out):
-            logger.info("wrote %s", path)
+        with fail_together():
+            if world.is_main:
+                with output_dir(args.out, args.overwrite) as out:
+                    for path in write_audit_report(result, out):
+                        logger.info("wrote %s", path)
     return 0

@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..distributed import all_gather, current_world, fail_together
 from ..errors import UsageError
 from ..io.adapter import LoraAdapter
 from ..io.checkpoint import Checkpoint
@@ -40,6 +41,7 @@ from .floors import below_floor, update_noise
 from .gram import gram_pass
 from .options import AuditOptions
 from .plan import AuditPlan, plan_pairs, plan_updates
+from .shares import share_by_size
 from .measurement import TensorMeasurement
 from .rows import PAIR_COLUMNS, PAPER_COLUMNS, UPDATE_COLUMNS, pair_rows, skipped_update_row, update_rows
 from .sources import aligned_names, check_architectures, log_dtype_mix, open_sources
@@ -74,7 +76,12 @@ def audit(checkpoints: Sequence[Union[CheckpointSource, LoraAdapter]], options: 
         checkpoints: two or more checkpoints (paths, modules, state dicts, :class:`Checkpoint`
             or :class:`LoraAdapter`), or one directory of Trainer ``checkpoint-N`` folders.
         options: an :class:`AuditOptions`; defaults give a chain audit at rank 16.
-        progress: show a progress bar over tensors.
+        progress: show a progress bar over tensors (on rank 0 only, under torch.distributed).
+
+    Under an initialised ``torch.distributed`` group (``torchrun``), every rank calls this with the
+    same arguments; each audits a share of the tensors balanced by bytes, and every rank returns
+    the whole result, equal to a one-process audit's. An error on any rank is raised on all
+    (:func:`spurious_diag.distributed.fail_together`). ``summary["distributed"]`` records the shares.
 
     Returns:
         An :class:`AuditResult` with the ``updates`` and ``pairs`` frames and a summary.
@@ -85,17 +92,19 @@ def audit(checkpoints: Sequence[Union[CheckpointSource, LoraAdapter]], options: 
         UsageError: fewer than two checkpoints, an unavailable device.
     """
     options = options or AuditOptions()
-    sources = open_sources(list(checkpoints))
-    if options.pairs == "all" and len(checkpoints) == 1:
-        options = dataclasses.replace(options, pairs="trajectory")
-    device = check_device(options.device)
-    updates = plan_updates(sources, options.base)
-    plan = AuditPlan(sources, updates, plan_pairs(len(updates), options.pairs), options, device,
-                     getattr(torch, options.dtype))
-    base = sources[0]
-    assert isinstance(base, Checkpoint)
-    check_architectures(sources)
-    names, skipped = aligned_names(sources, options.skip_mismatched)
+    world = current_world()
+    with fail_together():  # a rank that cannot open its inputs stops them all (a node without the file)
+        sources = open_sources(list(checkpoints))
+        if options.pairs == "all" and len(checkpoints) == 1:
+            options = dataclasses.replace(options, pairs="trajectory")
+        device = check_device(options.device)
+        updates = plan_updates(sources, options.base)
+        plan = AuditPlan(sources, updates, plan_pairs(len(updates), options.pairs), options, device,
+                         getattr(torch, options.dtype))
+        base = sources[0]
+        assert isinstance(base, Checkpoint)
+        check_architectures(sources)
+        names, skipped = aligned_names(sources, options.skip_mismatched)
 
     update_frame: list[dict[str, Any]] = []
     pair_frame: list[dict[str, Any]] = []
@@ -106,11 +115,23 @@ def audit(checkpoints: Sequence[Union[CheckpointSource, LoraAdapter]], options: 
     pattern = options.modules
     selected = [n for n in names if pattern is None or _matches(pattern, n, base.param_info(n).module)]
     log_dtype_mix(sources, selected, options.dtype)
-    logger.info("auditing %d tensors x %d updates (%d pairs)", len(selected), len(updates), len(plan.pairs))
-    for name in tqdm(selected, desc="audit", unit="tensor", disable=not progress):
-        rows_u, rows_p = _audit_tensor(name, plan)
-        update_frame.extend(rows_u)
-        pair_frame.extend(rows_p)
+    # Under torchrun each rank audits its share (balanced by bytes); every tensor's result is the
+    # same on any rank (the randomized SVD's seed is per tensor, not per rank), so the gathered rows
+    # equal a one-process audit's.
+    shares = share_by_size([_tensor_bytes(base, n) for n in selected], world.size)
+    mine = shares.indices[world.rank]
+    logger.info("auditing %d tensors x %d updates (%d pairs)%s", len(selected), len(updates), len(plan.pairs),
+                f" on {world.size} ranks" if world.size > 1 else "")
+    rows: dict[int, tuple[list[dict], list[dict]]] = {}
+    desc = f"audit (rank 0 of {world.size})" if world.size > 1 else "audit"
+    with fail_together():
+        for index in tqdm(mine, desc=desc, unit="tensor", disable=not (progress and world.is_main)):
+            rows[index] = _audit_tensor(selected[index], plan)
+    for share in all_gather(rows) if world.size > 1 else [rows]:
+        rows.update(share)
+    for index in range(len(selected)):  # in the one-process order, whoever audited each tensor
+        update_frame.extend(rows[index][0])
+        pair_frame.extend(rows[index][1])
     updates_df = pd.DataFrame(update_frame, columns=UPDATE_COLUMNS + (["intruders"] if options.intruders else []))
     updates_df["layer"] = updates_df["layer"].astype("Int64")
     updates_df["rank"] = updates_df["rank"].astype("Int64")
@@ -119,7 +140,14 @@ def audit(checkpoints: Sequence[Union[CheckpointSource, LoraAdapter]], options: 
     for col in ("rank_a", "rank_b") + (("paper_rank_a", "paper_rank_b") if options.paper_angles else ()):
         pairs_df[col] = pairs_df[col].astype("Int64")
     summary = audit_summary(updates_df, pairs_df, sources, updates, options)
+    summary["distributed"] = {"world_size": world.size, **shares.to_dict()}
     return AuditResult(updates_df, pairs_df, summary)
+
+
+def _tensor_bytes(checkpoint: Checkpoint, name: str) -> int:
+    """The stored size of one tensor, in bytes: the measure by which the ranks share the work."""
+    info = checkpoint.info(name)
+    return info.numel * torch.empty(0, dtype=info.dtype).element_size()
 
 
 def _matches(pattern: str, name: str, module: str) -> bool:
