@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..devices import check_device, model_dtype
 from ..errors import MismatchError
 from ..training.evaluate import evaluate_records
 from .diagnosis import Diagnosis
@@ -99,9 +100,12 @@ def diagnose(
                    "base": model_label(base) if base is not None else None},
         **options.to_dict(),
     }
-    models = {"before": load_causal_lm(before), "after": load_causal_lm(after)}
+    # Paths are loaded once, straight onto the device (and dtype) asked for; objects stay where they are.
+    device, dtype = str(check_device(options.device)), model_dtype(options.dtype)
+    models = {"before": load_causal_lm(before, dtype=dtype, device=device),
+              "after": load_causal_lm(after, dtype=dtype, device=device)}
     if base is not None:
-        models["base"] = load_causal_lm(base)
+        models["base"] = load_causal_lm(base, dtype=dtype, device=device)
     _check_same_architecture(models, {"before": before, "after": after, "base": base})
     num_layers = model_num_layers(models["after"])
     settings["num_layers"] = num_layers

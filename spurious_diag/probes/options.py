@@ -15,6 +15,8 @@ from ..errors import UsageError
 __all__ = ["PROBES", "RecoverySettings", "VerdictRules", "DiagnoseOptions", "parse_probes", "parse_int_list"]
 
 PROBES = ("recovery", "format", "linear", "grafting", "shift", "geometry")
+# = spurious_diag.devices.MODEL_DTYPES (this module is standard library only).
+MODEL_DTYPES = ("float32", "bfloat16", "float16")
 
 
 def parse_probes(text: str) -> tuple[str, ...]:
@@ -120,6 +122,9 @@ class DiagnoseOptions:
         map_layers: the layers of a run's forgetting map (−1 embeddings … L head; default all;
             thin out for deep models).
         eval_batch_size: sequences per forward pass when scoring.
+        device: where the models given as paths are loaded, scored and recovered (``cuda`` where
+            there is none is a usage error); model objects are used where they are.
+        dtype: the dtype of the models loaded from paths (one of ``MODEL_DTYPES``).
 
     Raises:
         UsageError: an unknown probe, or a value out of range.
@@ -144,9 +149,16 @@ class DiagnoseOptions:
         "help": "with a run directory: the forgetting map's layers (-1 embeddings ... L head; default all)",
         "parse": parse_int_list, "metavar": "L,L,..."})
     eval_batch_size: int = field(default=64, metadata={"cli": False})  # = training.evaluate.EVAL_BATCH_SIZE
+    device: str = field(default="cpu", metadata={"help": "where the probes run: cpu (default) or cuda (choose the GPU with CUDA_VISIBLE_DEVICES)"})
+    dtype: str = field(default="float32", metadata={
+        "help": "the dtype models are loaded in (bfloat16 halves the memory on a GPU)", "choices": MODEL_DTYPES})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "probes", tuple(self.probes))
+        if self.dtype not in MODEL_DTYPES:
+            raise UsageError(f"dtype must be one of {MODEL_DTYPES}, got {self.dtype!r}")
+        if not isinstance(self.device, str) or not self.device:
+            raise UsageError(f"device must be a device name such as cpu or cuda, got {self.device!r}")
         unknown = [p for p in self.probes if p not in PROBES]
         if unknown or not self.probes:
             raise UsageError(f"unknown probes {unknown or list(self.probes)}; choose from {list(PROBES)}")
@@ -174,4 +186,5 @@ class DiagnoseOptions:
         """The settings as ``summary.json`` records them."""
         return {"rules": self.rules.to_dict(), "recovery": self.recovery.to_dict(), "probes": list(self.probes),
                 "test_fraction": self.test_fraction, "seed": self.seed, "max_candidates": self.max_candidates,
-                "linear_test_fraction": self.linear_test_fraction, "restore": self.restore}
+                "linear_test_fraction": self.linear_test_fraction, "restore": self.restore, "device": self.device,
+                "dtype": self.dtype}

@@ -151,7 +151,8 @@ def run_recovery(
             trained = copy.deepcopy(model)
             train_model(trained, tokenizer, order[:n], TrainSettings(
                 steps=settings.steps, lr=settings.lr, batch_size=min(settings.batch_size, n),
-                weight_decay=settings.weight_decay), seed=settings.seed)
+                weight_decay=settings.weight_decay), seed=settings.seed,
+                device=next(trained.parameters()).device.type)  # train where the model is
             acc = _accuracy(trained, tokenizer, test_json, eval_batch_size)
             del trained
             frac = recovery_fraction(acc, acc_forgot, acc_before)

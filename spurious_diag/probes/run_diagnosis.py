@@ -28,6 +28,7 @@ from typing import Any, Optional, Sequence
 import pandas as pd
 from transformers import PreTrainedTokenizerBase
 
+from ..devices import check_device, model_dtype
 from ..errors import InvalidDataError, UsageError
 from ..io.chain import list_chain
 from .forgetting_map import exact_match_scorer, forgetting_map, probe_map, restoring_at
@@ -118,7 +119,8 @@ def diagnose_run(
     first_path = steps[0][1]
     if tokenizer is None:
         tokenizer = load_tokenizer_for(before, first_path, base)
-    model = load_causal_lm(first_path)
+    device, dtype = str(check_device(options.device)), model_dtype(options.dtype)
+    model = load_causal_lm(first_path, dtype=dtype, device=device)  # every step is loaded into this one model
     held, pool, split = split_old_task(old_task_records, recovery_records, test_fraction=options.test_fraction,
                                        seed=options.seed)
     score = exact_match_scorer(tokenizer, held, batch_size=options.eval_batch_size)
@@ -138,7 +140,7 @@ def diagnose_run(
     else:
         skipped["linear"] = "not requested"
     if "recovery" in options.probes:
-        control = load_causal_lm(base) if base is not None else None
+        control = load_causal_lm(base, dtype=dtype, device=device) if base is not None else None
         if control is None:
             skipped["recovery control"] = "no --base model"
         frames["recovery_by_step"] = recovery_by_step(

@@ -208,7 +208,8 @@ def geometry(ctx: ProbeContext) -> ProbeOutcome:
         summary = getattr(ctx.audit_result, "summary", ctx.audit_result)
     elif ctx.options.compute_audit:
         logger.info("auditing the update geometry of %d checkpoints", len(ctx.chain))
-        summary = audit(ctx.chain, AuditOptions(rank=ctx.options.audit_rank, seed=ctx.options.seed),
+        summary = audit(ctx.chain, AuditOptions(rank=ctx.options.audit_rank, seed=ctx.options.seed,
+                                                device=ctx.options.device),
                         progress=False).summary
         if "base" not in ctx.models:
             out.skipped["geometry angles"] = "no --base model: one update (before → after), sizes only"

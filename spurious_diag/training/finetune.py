@@ -122,13 +122,13 @@ def finetune(model_dir: str, train_path: str, out_dir: str, options: FinetuneOpt
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ..devices import check_device
     from ..io.hf_dir import find_weight_files
     from .callbacks import EarlyStopAtCallback, EvaluateEveryCallback
     from .engine import train_task
     from .evaluate import evaluate_records
 
-    if options.device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked for, but no CUDA device is available here")
+    check_device(options.device)
     find_weight_files(model_dir)  # clear error for a missing/empty model dir before transformers sees it
     identity = run_identity(model_dir, train_path, eval_path, options)
     resume_from = _resume_point(out_dir, identity) if resume else None

@@ -30,8 +30,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..devices import check_device
 from ..distributed import all_gather, current_world, fail_together
-from ..errors import UsageError
 from ..io.adapter import LoraAdapter
 from ..io.checkpoint import Checkpoint
 from ..io.layer_map import ParamInfo
@@ -152,21 +152,6 @@ def _tensor_bytes(checkpoint: Checkpoint, name: str) -> int:
 
 def _matches(pattern: str, name: str, module: str) -> bool:
     return bool(re.search(pattern, name) or re.search(pattern, module))
-
-
-def check_device(device: str) -> torch.device:
-    """``device`` as a :class:`torch.device`, refusing an unknown one or CUDA where there is none.
-
-    Raises:
-        UsageError: not a device name, or ``cuda`` without a CUDA device.
-    """
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UsageError(f"unknown device {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked for, but no CUDA device is available here")
-    return dev
 
 
 def _audit_tensor(name: str, plan: AuditPlan) -> tuple[list[dict], list[dict]]:

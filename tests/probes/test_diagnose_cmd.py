@@ -85,3 +85,42 @@ def test_registered_in_the_cli_app():
     with pytest.raises(SystemExit) as exc:
         app.main(["diagnose", "--help"])
     assert exc.value.code == 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where no GPU is present")
+@pytest.mark.parametrize("after", ["after", "run"])
+def test_cuda_without_a_gpu_is_one_line_and_exit_2(saved, tmp_path, capsys, after):
+    """Asked for CUDA where there is none, diagnose refuses before loading a model: no silent CPU
+    fall-back, no output directory left behind (a single diagnosis or a run's maps)."""
+    from spurious_diag.cli import main
+
+    root, task, _ = saved
+    if after == "run":
+        (tmp_path / "run" / "checkpoint-1").mkdir(parents=True)
+        target = tmp_path / "run"
+        (target / "checkpoint-1" / "config.json").write_text((root / "after" / "config.json").read_text())
+    else:
+        target = root / "after"
+    out = tmp_path / "out"
+    assert main(["diagnose", str(root / "before"), str(target), "--task", task, "--device", "cuda",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no CUDA device is available" in err[0]
+    assert not out.exists()
+
+
+def test_device_and_dtype_are_checked_and_recorded(saved, capsys):
+    from spurious_diag.cli import main
+
+    root, task, _ = saved
+    with pytest.raises(SystemExit) as exc:  # argparse: the choices are listed
+        main(["diagnose", "a", "b", "--task", "t", "--out", "o", "--dtype", "int8"])
+    assert exc.value.code == 2 and "invalid choice: 'int8'" in capsys.readouterr().err
+    assert main(["diagnose", str(root / "before"), str(root / "after"), "--task", task, "--device", "warp-drive",
+                 "--out", str(root / "never")]) == 2
+    assert "unknown device 'warp-drive'" in capsys.readouterr().err and not (root / "never").exists()
+    args = _parse([str(root / "before"), str(root / "after"), "--task", task, "--probes", "shift",
+                   "--dtype", "bfloat16", "--out", str(root / "bf16")])
+    assert diagnose_cmd.run(args) == 0
+    settings = json.loads((root / "bf16" / "summary.json").read_text())["settings"]
+    assert (settings["device"], settings["dtype"]) == ("cpu", "bfloat16")
