@@ -45,6 +45,8 @@ class FrozenCheck:
 def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
+    if a.device != b.device:  # a model trained on a GPU against its checkpoint on disk
+        b = b.to(a.device)
     # byte view: NaN == NaN and -0.0 != +0.0, as "bit-identical" means
     return torch.equal(a.contiguous().view(torch.uint8), b.contiguous().view(torch.uint8))
 

@@ -21,6 +21,7 @@ def write_train_report(result: "FinetuneResult") -> list[str]:
 
     ``freeze_report.json`` (what was frozen, the trainable fraction, tied tensors; only when
     something was frozen), ``metrics.csv`` (the evaluations, with ``--eval``) and
+    ``lora_report.json`` (with LoRA: where the adapters went, rank, alpha, trainable fraction) and
     ``train_summary.json`` (inputs, settings, steps, losses, timing, the bit-identity check).
     """
     out = result.out_dir
@@ -33,13 +34,19 @@ def write_train_report(result: "FinetuneResult") -> list[str]:
         path = os.path.join(out, "metrics.csv")
         write_csv(result.metrics, path)
         written.append(path)
+    if result.lora is not None:
+        path = os.path.join(out, "lora_report.json")
+        atomic_write_json(path, result.lora.to_dict())
+        written.append(path)
     path = os.path.join(out, "train_summary.json")
     write_summary(path, "train", {
         "model": result.model_dir, "data": result.data, "eval": result.eval, "records": result.records,
         "config": result.options.to_dict(), "steps": result.steps, "final_loss": result.final_loss,
         "seconds_per_step": result.seconds_per_step, "resumed_from": result.resumed_from,
-        "trainable_fraction": result.freeze.trainable_fraction if result.freeze else 1.0,
-        "frozen_bit_identical": True if result.freeze else None,
+        "trainable_fraction": (result.lora.trainable_fraction if result.lora else
+                               result.freeze.trainable_fraction if result.freeze else 1.0),
+        "frozen_bit_identical": True if (result.freeze or result.lora) else None,
+        "lora": result.lora is not None,
     }, SCHEMA_VERSION)
     written.append(path)
     return written

@@ -27,6 +27,7 @@ import torch
 
 from ..errors import CheckpointNotFoundError, UsageError
 from ..freeze import FreezeReport
+from ..freeze.lora import LoraPlacement
 from ..outputs import staged_dir
 from .checkpoints import CheckpointPlan, last_checkpoint
 from .records import read_records
@@ -50,6 +51,7 @@ class FinetuneResult:
         training: steps, losses and timing (:class:`~.trainer.TrainingResult`).
         metrics: the evaluations (step × metric), with ``eval``.
         resumed_from: the checkpoint a resumed run continued from.
+        lora: where the LoRA adapters went (with ``lora_rank``); the base was verified bit-identical.
     """
 
     out_dir: str
@@ -62,6 +64,7 @@ class FinetuneResult:
     training: TrainingResult
     metrics: Optional[pd.DataFrame] = None
     resumed_from: Optional[str] = None
+    lora: Optional[LoraPlacement] = None
 
     @property
     def steps(self) -> int:
@@ -161,16 +164,40 @@ def finetune(model_dir: str, train_path: str, out_dir: str, options: FinetuneOpt
         os.makedirs(checkpoints.directory, exist_ok=True)
         if resume_from is None and is_main_process():
             write_identity(checkpoints.directory, identity)
-    run = train_task(model, tokenizer, records, settings, seed=options.seed, freeze_layers=options.freeze_layers,
+    lora = None
+    if options.lora_rank is not None:  # adapters on blocks >= k; every base weight stays as it is
+        from ..freeze.lora import add_lora_above
+
+        model, lora = add_lora_above(model, options.freeze_layers or 0, rank=options.lora_rank,
+                                     alpha=options.lora_alpha, modules=options.lora_modules)
+    run = train_task(model, tokenizer, records, settings, seed=options.seed,
+                     freeze_layers=None if lora else options.freeze_layers,
                      freeze_embeddings=options.freeze_embeddings, callbacks=callbacks, checkpoints=checkpoints,
                      resume_from=resume_from, device=options.device, progress=progress,
                      label=f"training of {model_dir}")
+    if lora is not None:
+        _verify_lora_base(model_dir, model)
     if is_main_process():
-        _save(out_dir, model, tokenizer)
+        _save(out_dir, model, tokenizer)  # a PEFT model saves its adapter directory
     return FinetuneResult(out_dir, os.path.abspath(model_dir), os.path.abspath(train_path),
                           os.path.abspath(eval_path) if eval_path else None, len(records), options, run.freeze,
                           run.training, evaluator.frame() if evaluator is not None else None,
-                          os.path.relpath(resume_from, out_dir) if resume_from else None)
+                          os.path.relpath(resume_from, out_dir) if resume_from else None, lora)
+
+
+def _verify_lora_base(model_dir: str, peft_model: Any) -> None:
+    """Every weight of the base checkpoint bit-identical inside the trained PEFT model.
+
+    Raises:
+        FrozenWeightsChangedError: a base weight moved during training.
+    """
+    from ..freeze.lora import base_state
+    from ..freeze.verify import assert_frozen
+    from ..io.loader import load_checkpoint
+
+    base = load_checkpoint(model_dir)
+    check = assert_frozen(base, dict(base_state(peft_model)), list(base), path=model_dir)
+    logger.info("LoRA: %d base tensors verified bit-identical", len(check.identical))
 
 
 def _save(out_dir: str, model: Any, tokenizer: Any) -> None:

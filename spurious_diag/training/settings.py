@@ -96,6 +96,15 @@ def _at_least(name: str, value: int, minimum: int) -> None:
         raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """Comma-separated names.
+
+    >>> _names("q_proj, v_proj")
+    ('q_proj', 'v_proj')
+    """
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
 @dataclass(frozen=True)
 class FinetuneOptions:
     """Settings of ``spurious-diag train`` beyond the optimization (all overridable by ``--config`` and flags).
@@ -109,6 +118,11 @@ class FinetuneOptions:
         save_every: write ``checkpoints/checkpoint-N`` every N steps (0: none).
         seed: data order and Trainer seed.
         device: ``cpu`` (default) or ``cuda``; chosen explicitly, never by what happens to be installed.
+        lora_rank: train PEFT LoRA adapters of this rank instead of the whole model, on blocks
+            ``freeze_layers``..L−1 only (:func:`spurious_diag.freeze.lora.add_lora_above`); the
+            embeddings and the base weights stay as they were, verified bit-identical.
+        lora_alpha: LoRA's scale numerator (default ``2 * lora_rank``).
+        lora_modules: the module names LoRA adapts, or ``all-linear`` (every linear layer of the blocks).
 
     Raises:
         UsageError: a value out of range.
@@ -124,10 +138,30 @@ class FinetuneOptions:
         "help": "write full-state checkpoints/checkpoint-N every N steps, what --resume continues from (default 0: none)"})
     seed: int = field(default=0, metadata={"help": "data order and Trainer seed"})
     device: str = field(default="cpu", metadata={"help": "where to train", "choices": DEVICES})
+    lora_rank: Optional[int] = field(default=None, metadata={
+        "help": "train PEFT LoRA adapters of rank R on blocks >= --freeze-layers instead of the whole model "
+                "(saves an adapter directory)", "metavar": "R"})
+    lora_alpha: Optional[float] = field(default=None, metadata={
+        "help": "LoRA scale numerator: the update is A/R * B A (default 2R)", "metavar": "A"})
+    lora_modules: tuple[str, ...] = field(default=("all-linear",), metadata={
+        "help": "the modules LoRA adapts, e.g. q_proj,v_proj (default: every linear layer of the blocks)",
+        "parse": _names, "metavar": "NAME,NAME,..."})
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "lora_modules", tuple(self.lora_modules))
         if self.freeze_layers is not None and self.freeze_layers < 0:
             raise UsageError(f"freeze_layers must be >= 0, got {self.freeze_layers}")
+        if self.lora_rank is not None:
+            if isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int) or self.lora_rank < 1:
+                raise UsageError(f"lora_rank must be an integer >= 1, got {self.lora_rank!r}")
+            if self.lora_alpha is not None and not (math.isfinite(self.lora_alpha) and self.lora_alpha > 0):
+                raise UsageError(f"lora_alpha must be a positive number, got {self.lora_alpha}")
+            if not self.lora_modules:
+                raise UsageError("lora_modules names no module")
+            if self.save_every:
+                raise UsageError("--save-every with LoRA is not supported yet: checkpoints hold the full model state")
+        elif self.lora_alpha is not None or self.lora_modules != ("all-linear",):
+            raise UsageError("lora_alpha and lora_modules need lora_rank (--lora-rank R)")
         for name in ("eval_every", "save_every"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
