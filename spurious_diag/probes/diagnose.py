@@ -36,10 +36,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..devices import check_device, model_dtype
 from ..errors import MismatchError
+from ..io.adapter import is_lora_adapter
 from ..training.evaluate import evaluate_records
 from .diagnosis import Diagnosis
 from .grafting import model_num_layers
-from .models import ModelArg, load_causal_lm, load_tokenizer_for, model_label
+from .models import ModelArg, load_adapted_lm, load_causal_lm, load_tokenizer_for, model_label
 from .options import DiagnoseOptions
 from .recommend import recommend_freeze_depth
 from .records import ProbeRecord, as_probe_records, split_old_task
@@ -102,8 +103,12 @@ def diagnose(
     }
     # Paths are loaded once, straight onto the device (and dtype) asked for; objects stay where they are.
     device, dtype = str(check_device(options.device)), model_dtype(options.dtype)
-    models = {"before": load_causal_lm(before, dtype=dtype, device=device),
-              "after": load_causal_lm(after, dtype=dtype, device=device)}
+    models = {"before": load_causal_lm(before, dtype=dtype, device=device)}
+    if not isinstance(after, torch.nn.Module) and is_lora_adapter(os.fspath(after)):
+        # A LoRA AFTER was trained on BEFORE: merged into it, it is an ordinary model for every probe
+        # (and the geometry audit reads that model, whose update from BEFORE is B·A).
+        after = load_adapted_lm(after, before, dtype=dtype, device=device)
+    models["after"] = load_causal_lm(after, dtype=dtype, device=device)
     if base is not None:
         models["base"] = load_causal_lm(base, dtype=dtype, device=device)
     _check_same_architecture(models, {"before": before, "after": after, "base": base})

@@ -9,13 +9,39 @@ from typing import Optional, Union
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..errors import CheckpointNotFoundError, UnsupportedFormatError
+from ..errors import CheckpointNotFoundError, UnsupportedFormatError, UsageError
 
-__all__ = ["ModelArg", "load_causal_lm", "load_tokenizer_for", "model_label"]
+__all__ = ["ModelArg", "load_adapted_lm", "load_causal_lm", "load_tokenizer_for", "model_label"]
 
 logger = logging.getLogger(__name__)
 
 ModelArg = Union[PreTrainedModel, str, "os.PathLike[str]"]
+
+
+def load_adapted_lm(adapter_dir: str, base: ModelArg, *, dtype: torch.dtype = torch.float32,
+                    device: str = "cpu") -> PreTrainedModel:
+    """A PEFT LoRA adapter directory applied to ``base`` and merged: the dense model it trained.
+
+    ``base`` is loaded afresh from its directory (or deep-copied when an object), never changed.
+
+    Raises:
+        UsageError: PEFT is not installed.
+        UnsupportedFormatError: the adapter does not fit the base.
+    """
+    import copy
+
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise UsageError("an adapter directory as a model needs PEFT: pip install peft", adapter_dir) from None
+    base_model = copy.deepcopy(base) if isinstance(base, torch.nn.Module) else load_causal_lm(base, dtype=dtype)
+    try:
+        merged = PeftModel.from_pretrained(base_model, os.fspath(adapter_dir)).merge_and_unload()
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise UnsupportedFormatError(f"cannot apply the adapter to its base ({type(exc).__name__}: {exc})",
+                                     adapter_dir) from None
+    logger.info("%s: a LoRA adapter, merged into its base for the probes", adapter_dir)
+    return merged.to(device=device, dtype=dtype).eval()
 
 
 def load_causal_lm(model: ModelArg, *, dtype: torch.dtype = torch.float32, device: str = "cpu") -> PreTrainedModel:

@@ -100,3 +100,28 @@ def test_bad_lora_settings_are_usage_errors(jsonl, tmp_path, capsys):  # noqa: F
                      str(tmp_path / "never"), *bad])
         assert code == 2 and capsys.readouterr().err.count("error:") == 1
     assert not (tmp_path / "never").exists()
+
+
+def test_diagnose_reads_an_adapter_directory_as_after(jsonl, tmp_path):  # noqa: F811
+    """A LoRA AFTER is its adapter merged into BEFORE: the same diagnosis as the merged model saved dense."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from spurious_diag import DiagnoseOptions, diagnose
+    from spurious_diag.biography.pretrain import load_base_model
+
+    _train(jsonl, tmp_path / "adapter", "--lora-rank", "8", "--freeze-layers", "1", "--steps", "20", "--lr", "1e-2")
+    base = AutoModelForCausalLM.from_pretrained(shipped_base_dir())
+    PeftModel.from_pretrained(base, tmp_path / "adapter").merge_and_unload().save_pretrained(tmp_path / "merged")
+    data = load_base_model().scenario()
+    old = [{"prompt": r.prompt, "completion": r.completion, "person_id": r.person_id} for r in data.probes("task0_test")]
+    options = DiagnoseOptions(probes=("grafting", "geometry"), graft_ks=(0, 1, 4))
+    kwargs = dict(base=shipped_base_dir(), tokenizer=load_base_model().tokenizer, options=options)
+    from_adapter = diagnose(shipped_base_dir(), tmp_path / "adapter", old[:60], **kwargs)
+    from_dense = diagnose(shipped_base_dir(), tmp_path / "merged", old[:60], **kwargs)
+    for name in ("accuracy", "grafting"):
+        a, b = from_adapter.frames[name], from_dense.frames[name]
+        assert a.drop(columns=[c for c in a.columns if c in ("model",)]).equals(
+            b.drop(columns=[c for c in b.columns if c in ("model",)])), name
+    geometry = from_adapter.frames["geometry"]
+    assert len(geometry) and from_adapter.settings["inputs"]["after"] == "adapter"
