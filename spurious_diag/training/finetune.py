@@ -16,11 +16,13 @@ and ends with the same weights, bit for bit on CPU, as a run that was never inte
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import pandas as pd
 import torch
@@ -170,11 +172,13 @@ def finetune(model_dir: str, train_path: str, out_dir: str, options: FinetuneOpt
 
         model, lora = add_lora_above(model, options.freeze_layers or 0, rank=options.lora_rank,
                                      alpha=options.lora_alpha, modules=options.lora_modules)
-    run = train_task(model, tokenizer, records, settings, seed=options.seed,
-                     freeze_layers=None if lora else options.freeze_layers,
-                     freeze_embeddings=options.freeze_embeddings, callbacks=callbacks, checkpoints=checkpoints,
-                     resume_from=resume_from, device=options.device, progress=progress,
-                     label=f"training of {model_dir}")
+    with tracker_environment(options.report_to, out_dir):
+        run = train_task(model, tokenizer, records, settings, seed=options.seed,
+                         freeze_layers=None if lora else options.freeze_layers,
+                         freeze_embeddings=options.freeze_embeddings, callbacks=callbacks, checkpoints=checkpoints,
+                         resume_from=resume_from, device=options.device, progress=progress,
+                         report_to=() if options.report_to == "none" else (options.report_to,),
+                         label=f"training of {model_dir}")
     if lora is not None:
         _verify_lora_base(model_dir, model)
     if is_main_process():
@@ -183,6 +187,35 @@ def finetune(model_dir: str, train_path: str, out_dir: str, options: FinetuneOpt
                           os.path.abspath(eval_path) if eval_path else None, len(records), options, run.freeze,
                           run.training, evaluator.frame() if evaluator is not None else None,
                           os.path.relpath(resume_from, out_dir) if resume_from else None, lora)
+
+
+# What each tracker needs installed, and the environment that points it into --out (offline for wandb).
+_TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
+
+
+@contextmanager
+def tracker_environment(report_to: str, out_dir: str) -> Iterator[None]:
+    """For the span of a run: TensorBoard event files into ``OUT/tensorboard``; wandb offline into
+    ``OUT/wandb`` (unless ``WANDB_MODE`` / ``WANDB_DIR`` are already set). Variables the user set win.
+
+    Raises:
+        UsageError: the tracker's package is not installed.
+    """
+    if report_to == "none":
+        yield
+        return
+    package = _TRACKER_PACKAGES[report_to]
+    if importlib.util.find_spec(package) is None:
+        raise UsageError(f"--report-to {report_to} needs the {package} package: pip install {package}")
+    wanted = {"tensorboard": {"TENSORBOARD_LOGGING_DIR": os.path.join(out_dir, "tensorboard")},
+              "wandb": {"WANDB_MODE": "offline", "WANDB_DIR": out_dir}}[report_to]
+    added = {key: value for key, value in wanted.items() if key not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
 
 
 def _verify_lora_base(model_dir: str, peft_model: Any) -> None:

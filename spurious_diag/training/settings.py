@@ -16,13 +16,15 @@ from typing import Any, Mapping, Optional
 
 from ..errors import InvalidDataError, UsageError
 
-__all__ = ["SCHEDULES", "DEVICES", "TrainSettings", "FinetuneOptions"]
+__all__ = ["SCHEDULES", "DEVICES", "TRACKERS", "TrainSettings", "FinetuneOptions"]
 
 SCHEDULES = ("constant", "linear", "cosine")
 # transformers' names; the fused kernel updates every tensor in one pass (transformers' own default
 # since torch 2.8; benchmarks/bench_optimizer.py measures it against the per-tensor one).
 OPTIMIZERS = ("adamw_torch_fused", "adamw_torch")
 DEVICES = ("cpu", "cuda")
+# transformers' names of the experiment trackers that ``train --report-to`` passes through.
+TRACKERS = ("none", "tensorboard", "wandb")
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,9 @@ class FinetuneOptions:
         save_every: write ``checkpoints/checkpoint-N`` every N steps (0: none).
         seed: data order and Trainer seed.
         device: ``cpu`` (default) or ``cuda``; chosen explicitly, never by what happens to be installed.
+        report_to: an experiment tracker that also receives the training loss (``none``,
+            ``tensorboard`` into ``OUT/tensorboard``, or ``wandb``, offline into ``OUT`` unless
+            ``WANDB_MODE`` is set).
         lora_rank: train PEFT LoRA adapters of this rank instead of the whole model, on blocks
             ``freeze_layers``..L−1 only (:func:`spurious_diag.freeze.lora.add_lora_above`); the
             embeddings and the base weights stay as they were, verified bit-identical.
@@ -138,6 +143,9 @@ class FinetuneOptions:
         "help": "write full-state checkpoints/checkpoint-N every N steps, what --resume continues from (default 0: none)"})
     seed: int = field(default=0, metadata={"help": "data order and Trainer seed"})
     device: str = field(default="cpu", metadata={"help": "where to train", "choices": DEVICES})
+    report_to: str = field(default="none", metadata={
+        "help": "also log the training loss to an experiment tracker (wandb offline unless WANDB_MODE says "
+                "otherwise); metrics.csv is written either way", "choices": TRACKERS})
     lora_rank: Optional[int] = field(default=None, metadata={
         "help": "train PEFT LoRA adapters of rank R on blocks >= --freeze-layers instead of the whole model "
                 "(saves an adapter directory)", "metavar": "R"})
@@ -167,6 +175,8 @@ class FinetuneOptions:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.device not in DEVICES:
             raise UsageError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.report_to not in TRACKERS:
+            raise UsageError(f"report_to must be one of {TRACKERS}, got {self.report_to!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Flat: the settings' fields and the others, as a ``--config`` file holds them."""

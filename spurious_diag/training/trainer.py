@@ -128,6 +128,7 @@ def train_model(
     resume_from: Optional[Union[str, "os.PathLike[str]"]] = None,
     device: str = "cpu",
     progress: bool = False,
+    report_to: Sequence[str] = (),
     extra_loss: Optional[ExtraLoss] = None,
     collator: Optional[Callable[[Sequence[Mapping[str, Sequence[int]]]], dict[str, torch.Tensor]]] = None,
 ) -> TrainingResult:
@@ -154,6 +155,8 @@ def train_model(
             ``model`` must be built as for the first run (e.g. the same frozen tensors).
         device: ``cpu`` (even when an accelerator is present) or ``cuda``.
         progress: show Trainer's ``tqdm.auto`` progress bar.
+        report_to: transformers' experiment-tracker integrations to log to (e.g. ``["tensorboard"]``;
+            empty: none). Where they write is theirs to read from the environment.
         extra_loss: a differentiable term added to every training step's loss,
             ``extra_loss(model, extras)``, computed from the model being trained and the batch's
             ``extra_*`` entries that ``collator`` added (e.g. the EWC penalty, or LAMOL's
@@ -223,7 +226,7 @@ def train_model(
             logging_steps=max(1, min(settings.logging_steps, steps)),
             save_strategy="steps" if checkpoints is not None else "no",
             save_steps=checkpoints.every if checkpoints is not None else 500,
-            report_to=[],
+            report_to=list(report_to),
             use_cpu=device == "cpu",
             disable_tqdm=not progress,
             dataloader_num_workers=0,

@@ -85,3 +85,34 @@ def test_bad_jsonl_is_one_line_error(tmp_path, content, reason, capsys):
     code = main(["train", "--model", str(shipped_base_dir()), "--data", str(path), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 6 and len(err) == 1 and reason in err[0] and str(path) in err[0] and "line 1" in err[0]
+
+
+def test_report_to_tensorboard_beside_metrics_csv(jsonl, tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "out"
+    code = main(["-q", "--threads", "1", "train", "--model", str(shipped_base_dir()), "--data", str(jsonl), "--eval",
+                 str(jsonl), "--out", str(out), "--steps", "4", "--batch-size", "4", "--report-to", "tensorboard"])
+    assert code == 0, capsys.readouterr().err
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = [p for p in (out / "tensorboard").rglob("events.out.tfevents.*")]
+    assert events
+    accumulator = EventAccumulator(str(events[0].parent))
+    accumulator.Reload()
+    losses = accumulator.Scalars("train/loss")
+    summary = __import__("json").loads((out / "train_summary.json").read_text())
+    assert [e.step for e in losses] == [4] and losses[0].value == pytest.approx(summary["final_loss"], rel=1e-5)
+    assert list(pd.read_csv(out / "metrics.csv")["step"]) == [0, 4]  # the package's own record stays
+    assert "TENSORBOARD_LOGGING_DIR" not in __import__("os").environ  # restored after the run
+
+
+def test_report_to_a_tracker_that_is_not_installed_is_one_line(jsonl, tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    code = main(["train", "--model", str(shipped_base_dir()), "--data", str(jsonl), "--out", str(tmp_path / "o"),
+                 "--steps", "1", "--report-to", "wandb"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "pip install wandb" in err[0]
+    assert not (tmp_path / "o").exists()
