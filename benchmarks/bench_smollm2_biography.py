@@ -47,6 +47,7 @@ import math
 import multiprocessing
 import os
 import sys
+import threading
 import time
 import contextlib
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -185,8 +186,31 @@ def raw_text_probe(model: Any, tokenizer: Any, records: Sequence[Any]) -> float:
     return evaluate_records(model, tokenizer, records, append_eos=False).exact_match
 
 
-def injected_base(config: BenchConfig, data: Any, cache: Path) -> tuple[Path, dict[str, Any]]:
-    """The injected model's directory (trained here when the cache lacks it) and its record."""
+class _MoreThreadsWhenFree:
+    """A Trainer callback: from the first step after ``free`` is set, train on ``threads`` torch threads.
+
+    The injection shares the machine with the no-injection control (a one-thread worker) at first;
+    once the control is done, the core it used would idle for the rest of the injection. (Set from
+    the training thread itself: OpenMP's thread count belongs to the thread that sets it.)
+    """
+
+    def __init__(self, free: threading.Event, threads: int):
+        self.free, self.threads = free, threads
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        import torch
+
+        if self.free.is_set() and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+            stamp(f"injection: {self.threads} threads from step {state.global_step}")
+
+
+def injected_base(config: BenchConfig, data: Any, cache: Path, free: Optional[threading.Event] = None,
+                  threads_when_free: int = 1) -> tuple[Path, dict[str, Any]]:
+    """The injected model's directory (trained here when the cache lacks it) and its record.
+
+    ``free``: set when the machine's other cores are free; the injection then trains on
+    ``threads_when_free`` threads."""
     from spurious_diag.biography.pretrain import read_base_manifest, save_base_model
     from spurious_diag.training.callbacks import EvaluateEveryCallback
     from spurious_diag.training.trainer import train_model
@@ -206,8 +230,9 @@ def injected_base(config: BenchConfig, data: Any, cache: Path) -> tuple[Path, di
     curve = EvaluateEveryCallback(config.injection_probe_every,
                                   lambda model: {"raw_text_probe_test": raw_text_probe(model, base.tokenizer, probes)},
                                   at_start=False)
+    more = [_MoreThreadsWhenFree(free, threads_when_free)] if free is not None else []
     result = train_model(base.model, base.tokenizer, [{"text": t} for t in data.pretraining_texts()],
-                         config.injection, seed=0, callbacks=[curve], progress=True)
+                         config.injection, seed=0, callbacks=[curve, *more], progress=True)
     base.model.eval()
     after = raw_text_probe(base.model, base.tokenizer, probes)
     runtime = time.perf_counter() - started
@@ -486,7 +511,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke test: a handful of people and steps")
     parser.add_argument("--inject-only", action="store_true", help="train (or find) the injected model and stop")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads of the main process (the injection; workers use one each)")
+                        help="torch threads of the main process (the injection; workers use one each); the "
+                             "injection takes --jobs threads once the control beside it is done")
     parser.add_argument("--cache", type=Path, default=CACHE / "bench_smollm2_biography",
                         help="where the injected model is kept")
     args = parser.parse_args(argv)
@@ -525,8 +551,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         if control is not None:  # kept as soon as it is done, so that a resumed run skips it
             control.add_done_callback(lambda f: f.exception() is None and control_done.write_text(
                 json.dumps(f.result(), indent=2) + "\n", encoding="utf-8"))
+        free = threading.Event()  # the control's core, once it is done, goes to the injection
+        if control is None:
+            free.set()
+        else:
+            control.add_done_callback(lambda f: free.set())
         started = time.perf_counter()
-        base_dir, injection = injected_base(config, data, cache)
+        base_dir, injection = injected_base(config, data, cache, free, max(args.threads, args.jobs))
         seconds["injection_this_run"] = time.perf_counter() - started
 
         ks = "|".join(str(k) for k in config.freeze_ks)
