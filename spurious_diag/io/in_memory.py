@@ -32,7 +32,13 @@ class StateDictReader:
         for name, tensor in state.items():
             if not isinstance(tensor, torch.Tensor):
                 raise TypeError(f"{path}: value of {name!r} is a {type(tensor).__name__}, not a tensor")
-            if tensor.numel() > 0 and tensor.device.type != "meta":
+            if _is_sharded(tensor):  # FSDP2: a tied weight is one DTensor object under two names
+                key = (id(tensor), 0, (), ())
+                if key in seen:
+                    self.aliases.setdefault(seen[key], []).append(name)
+                    continue
+                seen[key] = name
+            elif tensor.numel() > 0 and tensor.device.type != "meta":
                 key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()))
                 if key in seen:
                     self.aliases.setdefault(seen[key], []).append(name)
@@ -49,4 +55,14 @@ class StateDictReader:
         return {n: TensorInfo(n, tuple(t.shape), t.dtype, self.path) for n, t in self._state.items()}
 
     def load(self, name: str) -> torch.Tensor:
-        return self._state[name].detach().to("cpu", copy=True)
+        """A detached CPU copy of ``name``. A sharded tensor (FSDP2's ``DTensor``) is gathered whole
+        first: a collective, so every rank must read the same names in the same order."""
+        tensor = self._state[name]
+        if _is_sharded(tensor):
+            tensor = tensor.full_tensor()
+        return tensor.detach().to("cpu", copy=True)
+
+
+def _is_sharded(tensor: torch.Tensor) -> bool:
+    """A ``torch.distributed`` DTensor (FSDP2 parameters): its ``shape`` is global, its data a shard."""
+    return hasattr(tensor, "full_tensor") and hasattr(tensor, "placements")

@@ -134,6 +134,7 @@ def finetune(model_dir: str, train_path: str, out_dir: str, options: FinetuneOpt
     from .evaluate import evaluate_records
 
     check_device(options.device)
+    _check_engine(options.device)
     find_weight_files(model_dir)  # clear error for a missing/empty model dir before transformers sees it
     identity = run_identity(model_dir, train_path, eval_path, options)
     resume_from = _resume_point(out_dir, identity) if resume else None
@@ -187,6 +188,24 @@ def finetune(model_dir: str, train_path: str, out_dir: str, options: FinetuneOpt
                           os.path.abspath(eval_path) if eval_path else None, len(records), options, run.freeze,
                           run.training, evaluator.frame() if evaluator is not None else None,
                           os.path.relpath(resume_from, out_dir) if resume_from else None, lora)
+
+
+# accelerate launch --use_fsdp / --use_deepspeed say so in the environment of every process.
+_SHARDING_ENGINES = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "DeepSpeed"}
+
+
+def _check_engine(device: str) -> None:
+    """Refuse FSDP or DeepSpeed through accelerate on the CPU, where transformers' Trainer does not
+    shard: with ``use_cpu`` it runs plain DDP without a word, without it it stops with "Using fsdp
+    only works in distributed training." (measured with transformers 5.24, accelerate 1.15).
+
+    Raises:
+        UsageError: an FSDP or DeepSpeed launch with ``--device cpu``.
+    """
+    engines = [name for key, name in _SHARDING_ENGINES.items() if os.environ.get(key, "").lower() == "true"]
+    if engines and device == "cpu":
+        raise UsageError(f"{engines[0]} through accelerate needs --device cuda: on the CPU the Trainer would not "
+                         "shard (plain DDP instead); launch without --use_fsdp/--use_deepspeed for DDP")
 
 
 # What each tracker needs installed, and the environment that points it into --out (offline for wandb).
