@@ -186,23 +186,23 @@ def raw_text_probe(model: Any, tokenizer: Any, records: Sequence[Any]) -> float:
     return evaluate_records(model, tokenizer, records, append_eos=False).exact_match
 
 
-class _MoreThreadsWhenFree:
+def more_threads_when_free(free: threading.Event, threads: int) -> Any:
     """A Trainer callback: from the first step after ``free`` is set, train on ``threads`` torch threads.
 
     The injection shares the machine with the no-injection control (a one-thread worker) at first;
     once the control is done, the core it used would idle for the rest of the injection. (Set from
     the training thread itself: OpenMP's thread count belongs to the thread that sets it.)
     """
+    import torch
+    from transformers import TrainerCallback
 
-    def __init__(self, free: threading.Event, threads: int):
-        self.free, self.threads = free, threads
+    class MoreThreadsWhenFree(TrainerCallback):
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if free.is_set() and torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+                stamp(f"injection: {threads} threads from step {state.global_step}")
 
-    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        import torch
-
-        if self.free.is_set() and torch.get_num_threads() != self.threads:
-            torch.set_num_threads(self.threads)
-            stamp(f"injection: {self.threads} threads from step {state.global_step}")
+    return MoreThreadsWhenFree()
 
 
 def injected_base(config: BenchConfig, data: Any, cache: Path, free: Optional[threading.Event] = None,
@@ -230,7 +230,7 @@ def injected_base(config: BenchConfig, data: Any, cache: Path, free: Optional[th
     curve = EvaluateEveryCallback(config.injection_probe_every,
                                   lambda model: {"raw_text_probe_test": raw_text_probe(model, base.tokenizer, probes)},
                                   at_start=False)
-    more = [_MoreThreadsWhenFree(free, threads_when_free)] if free is not None else []
+    more = [more_threads_when_free(free, threads_when_free)] if free is not None else []
     result = train_model(base.model, base.tokenizer, [{"text": t} for t in data.pretraining_texts()],
                          config.injection, seed=0, callbacks=[curve, *more], progress=True)
     base.model.eval()
