@@ -17,6 +17,7 @@ import torch
 
 from ..errors import UsageError
 from ..io.layer_map import parse_param_name
+from .freezing import _num_layers
 
 __all__ = ["LoraPlacement", "add_lora_above", "base_state", "DEFAULT_LORA_MODULES"]
 
@@ -58,15 +59,6 @@ class LoraPlacement:
         return out
 
 
-def _num_layers(model: torch.nn.Module) -> int:
-    config = getattr(model, "config", None)
-    for key in ("num_hidden_layers", "n_layer", "num_layers"):
-        value = getattr(config, key, None)
-        if isinstance(value, int):
-            return value
-    raise UsageError("cannot tell the model's number of blocks from its config (num_hidden_layers)")
-
-
 def add_lora_above(model: torch.nn.Module, k: int, *, rank: int, alpha: Optional[float] = None,
                    modules: Sequence[str] = DEFAULT_LORA_MODULES, dropout: float = 0.0) -> tuple[Any, LoraPlacement]:
     """Wrap ``model`` with LoRA adapters on blocks ``k``..L−1 only (PEFT ``layers_to_transform``).
@@ -90,7 +82,7 @@ def add_lora_above(model: torch.nn.Module, k: int, *, rank: int, alpha: Optional
     except ImportError:
         raise UsageError("LoRA training needs PEFT: pip install peft (or spurious-diag[lora])") from None
 
-    num_layers = _num_layers(model)
+    num_layers = _num_layers(model, [name for name, _ in model.named_parameters()])
     if not 0 <= k < num_layers:
         raise UsageError(f"--freeze-layers {k} with LoRA leaves no block for adapters (the model has {num_layers})")
     if rank < 1:

@@ -39,6 +39,11 @@ class TensorInfo:
             n *= d
         return n
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes as stored (dequantized for GGUF): ``numel`` × the dtype's element size."""
+        return self.numel * torch.empty((), dtype=self.dtype).element_size()
+
 
 class TensorReader(Protocol):
     """One weight file (or in-memory source) that can list and load its tensors."""
@@ -165,7 +170,7 @@ class Checkpoint(Mapping):
 
     def nbytes(self) -> int:
         """Total bytes of all tensors as stored (dequantized size for GGUF)."""
-        return sum(i.numel * torch.empty((), dtype=i.dtype).element_size() for i in self.infos().values())
+        return sum(i.nbytes for i in self.infos().values())
 
     def close(self) -> None:
         """Release file handles and memory maps held by the readers."""

@@ -118,7 +118,7 @@ def audit(checkpoints: Sequence[Union[CheckpointSource, LoraAdapter]], options: 
     # Under torchrun each rank audits its share (balanced by bytes); every tensor's result is the
     # same on any rank (the randomized SVD's seed is per tensor, not per rank), so the gathered rows
     # equal a one-process audit's.
-    shares = share_by_size([_tensor_bytes(base, n) for n in selected], world.size)
+    shares = share_by_size([base.info(n).nbytes for n in selected], world.size)  # the work grows with bytes
     mine = shares.indices[world.rank]
     logger.info("auditing %d tensors x %d updates (%d pairs)%s", len(selected), len(updates), len(plan.pairs),
                 f" on {world.size} ranks" if world.size > 1 else "")
@@ -127,7 +127,7 @@ def audit(checkpoints: Sequence[Union[CheckpointSource, LoraAdapter]], options: 
     with fail_together():
         for index in tqdm(mine, desc=desc, unit="tensor", disable=not (progress and world.is_main)):
             rows[index] = _audit_tensor(selected[index], plan)
-    for share in all_gather(rows) if world.size > 1 else [rows]:
+    for share in all_gather(rows):  # [rows] itself in one process
         rows.update(share)
     for index in range(len(selected)):  # in the one-process order, whoever audited each tensor
         update_frame.extend(rows[index][0])
@@ -142,12 +142,6 @@ def audit(checkpoints: Sequence[Union[CheckpointSource, LoraAdapter]], options: 
     summary = audit_summary(updates_df, pairs_df, sources, updates, options)
     summary["distributed"] = {"world_size": world.size, **shares.to_dict()}
     return AuditResult(updates_df, pairs_df, summary)
-
-
-def _tensor_bytes(checkpoint: Checkpoint, name: str) -> int:
-    """The stored size of one tensor, in bytes: the measure by which the ranks share the work."""
-    info = checkpoint.info(name)
-    return info.numel * torch.empty(0, dtype=info.dtype).element_size()
 
 
 def _matches(pattern: str, name: str, module: str) -> bool:
