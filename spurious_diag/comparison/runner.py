@@ -6,7 +6,9 @@ as what they need is done:
 1. Task 0 from the base model, once (and once more per LAMOL λ, whose Task 0 trains with its
    language-model term); EWC's Task 0 Fisher, once;
 2. on the *selection seed* (the first), a run of every setting of every family; SEQ on every
-   seed (with the last task's checkpoints when Task Vector is compared);
+   seed (with the last task's checkpoints when Task Vector is compared). Each run starts from the
+   Task 0 model and records Task 0's evaluation of it as its step 0 (not scored again); runs on
+   the other seeds do not score the validation people, which only the selection seed's choices read;
 3. as soon as a family's selection-seed runs are done, its setting is chosen on the Task 0
    validation people (:mod:`.selection`) and runs on the other seeds; a family given one setting
    runs it on every seed at once;

@@ -2,7 +2,8 @@
 
 Every family's setting is chosen the same way, on the selection seed's runs: among the settings
 whose last task at its early-stop point is within ``tolerance`` of SEQ's (same seed), the one that
-keeps the most Task 0 *validation* exact match at that point. When no setting is eligible, the
+keeps the most Task 0 *validation* exact match at that point (the first listed wins ties,
+:func:`~spurious_diag.ties.first_best`). When no setting is eligible, the
 one whose last task comes closest is taken, and the choice says so. The held-out Task 0 test
 people never enter a choice.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..errors import UsageError
+from ..ties import first_best
 
 __all__ = ["Choice", "choose_setting"]
 
@@ -62,12 +64,12 @@ def choose_setting(candidates: pd.DataFrame, seq_task1_stop: float, tolerance: f
     bound = seq_task1_stop - tolerance
     eligible = candidates[candidates["task1_stop"] >= bound - 1e-12]
     if not eligible.empty:
-        best = eligible.loc[eligible["task0_val_stop"].idxmax()]
+        best = eligible.iloc[first_best(eligible["task0_val_stop"].tolist())]
         reason = (f"most Task 0 validation exact match at early stop ({best['task0_val_stop']:.3f}) among the "
                   f"{len(eligible)} of {len(candidates)} settings whose last task at early stop is >= {bound:.3f} "
                   f"(SEQ's {seq_task1_stop:.3f} - {tolerance:g})")
     else:
-        best = candidates.loc[candidates["task1_stop"].idxmax()]
+        best = candidates.iloc[first_best(candidates["task1_stop"].tolist())]
         reason = (f"no setting's last task reached {bound:.3f} at early stop (SEQ's {seq_task1_stop:.3f} - "
                   f"{tolerance:g}); took the closest ({best['task1_stop']:.3f})")
     return Choice(str(best["setting"]), tuple(str(s) for s in eligible["setting"]), reason)

@@ -6,7 +6,7 @@ a folder without ``done.json`` is a unit killed midway, emptied and done again. 
 holds the comparison's configuration: a resume with another one is refused.
 
     out/config.json
-    out/work/task0/<variant>/            model.safetensors, config.json, curve.csv, done.json
+    out/work/task0/<variant>/            model/, curve.csv, attributes.csv, points.csv, done.json
     out/work/fisher/                     fisher.safetensors, done.json
     out/work/runs/<label slug>-s<seed>/  curve.csv, points.csv, done.json (+ checkpoints/ for SEQ)
     out/work/taskvector/<sweep|s<seed>>/ scores.csv, done.json

@@ -19,15 +19,23 @@ from typing import Any, Optional, Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..errors import UsageError
 from ..outputs import staged_dir
 from ..training.checkpoints import ResumableCallback
 from ..training.evaluate import EVAL_BATCH_SIZE, eval_mode, evaluate_records
 from ..training.records import encode_qa
 from .tasks import EvalSchedule, Task
 
-__all__ = ["SequenceEvaluator", "TaskProgressCallback", "save_weights"]
+__all__ = ["Evaluation", "SequenceEvaluator", "TaskProgressCallback", "save_weights", "start_evaluation"]
 
 logger = logging.getLogger(__name__)
+
+
+# One full evaluation, as :meth:`SequenceEvaluator.full` returns it: curve rows and per-attribute rows.
+Evaluation = tuple[list[dict[str, Any]], list[dict[str, Any]]]
+
+# The fields of a curve row that a full evaluation fills (the rest are the step's stamp).
+_SCORE_FIELDS = ("eval_task", "eval_set", "primary", "exact_match", "first_token_acc")
 
 
 def _prompt_completion(record: Any) -> tuple[str, str]:
@@ -70,7 +78,11 @@ class SequenceEvaluator:
                       for record in result.per_attribute.to_dict("records")]
         return row, attributes
 
-    def full(self, model: PreTrainedModel) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def sets(self) -> list[tuple[str, str]]:
+        """``(task name, eval set)`` of every set a full evaluation scores, in its order."""
+        return [(task.name, eval_set) for task in self.tasks for eval_set in task.evals]
+
+    def full(self, model: PreTrainedModel) -> Evaluation:
         """Every set of every task: curve rows and per-attribute rows."""
         rows, attributes = [], []
         for task in self.tasks:
@@ -132,8 +144,8 @@ class TaskProgressCallback(ResumableCallback):
         return {"task_index": self.task_index, "task": self.task.name, "step": step,
                 "global_step": self.step_offset + step, "full": full}
 
-    def _full(self, model: PreTrainedModel, step: int) -> float:
-        rows, attributes = self.evaluator.full(model)
+    def _full(self, model: PreTrainedModel, step: int, given: Optional[Evaluation] = None) -> float:
+        rows, attributes = self.evaluator.full(model) if given is None else given
         stamp = self._stamp(step, True)
         self.rows.extend({**stamp, **row} for row in rows)
         self.attribute_rows.extend({**stamp, **row} for row in attributes)
@@ -147,11 +159,11 @@ class TaskProgressCallback(ResumableCallback):
         self.rows.append({**self._stamp(step, False), **row})
         return row["exact_match"]
 
-    def _at(self, model: PreTrainedModel, step: int, control: Any = None) -> None:
+    def _at(self, model: PreTrainedModel, step: int, control: Any = None, given: Optional[Evaluation] = None) -> None:
         with eval_mode(model), torch.no_grad():
             primary: Optional[float] = None
             if step in self.full_steps:
-                primary = self._full(model, step)
+                primary = self._full(model, step, given)
             elif self.stop_step is None and step in self.check_steps:
                 primary = self._check(model, step)
             if (self.early_stop is not None and self.stop_step is None and primary is not None
@@ -177,12 +189,59 @@ class TaskProgressCallback(ResumableCallback):
         self.stop_step = state["stop_step"]
         self.saved = [Path(p) for p in state["saved"]]
 
-    def begin(self, model: PreTrainedModel) -> None:
+    def begin(self, model: PreTrainedModel, evaluation: Optional[Evaluation] = None) -> None:
         """Step 0 (before the first optimizer step): evaluate, check and save. Call it before
-        training; the early-stop point may already be reached here."""
-        self._at(model, 0)
+        training; the early-stop point may already be reached here.
+
+        Args:
+            evaluation: a full evaluation of this very model (e.g. the last one of the task before,
+                kept by whoever trained it: :func:`start_evaluation`), recorded as step 0's instead
+                of scoring every set again. It must score the sets :meth:`SequenceEvaluator.sets` names.
+
+        Raises:
+            UsageError: ``evaluation`` scores other sets than this evaluator's.
+        """
+        if evaluation is not None:
+            scored = [(row["eval_task"], row["eval_set"]) for row in evaluation[0]]
+            if sorted(scored) != sorted(self.evaluator.sets()):
+                raise UsageError(f"the given step-0 evaluation scores {scored}, the sequence's sets are "
+                                 f"{self.evaluator.sets()}")
+        self._at(model, 0, given=evaluation)
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Optional[PreTrainedModel] = None,
                     **kwargs: Any) -> None:
         if model is not None:
             self._at(model, int(state.global_step), control)
+
+
+def start_evaluation(curve: Any, attributes: Any, sets: Sequence[tuple[str, str]], *, task_index: int,
+                     step: int) -> Optional[Evaluation]:
+    """The full evaluation at the end of a finished task, restricted to ``sets``, as the
+    :class:`Evaluation` that :meth:`TaskProgressCallback.begin` reuses for the next task's step 0.
+
+    Args:
+        curve: the run's curve rows (:data:`~.result.CURVE_COLUMNS`; a DataFrame).
+        attributes: its per-attribute rows (:data:`~.result.ATTRIBUTE_COLUMNS`; a DataFrame).
+        sets: ``(eval_task, eval_set)`` pairs the next run scores (:meth:`SequenceEvaluator.sets`).
+        task_index, step: the finished task and its last step (the model the next run starts from:
+            its ``end`` point).
+
+    Returns:
+        The score fields of that evaluation's rows, or None when the run has no full evaluation
+        there or it lacks one of ``sets``.
+    """
+    def at_end(frame: Any) -> Any:
+        return frame[(frame["task_index"] == task_index) & (frame["step"] == step)]
+
+    wanted = {tuple(pair) for pair in sets}
+    rows = [{k: row[k] for k in _SCORE_FIELDS} for row in at_end(curve[curve["full"].astype(bool)]).to_dict("records")
+            if (row["eval_task"], row["eval_set"]) in wanted]
+    if sorted((r["eval_task"], r["eval_set"]) for r in rows) != sorted(wanted):
+        return None
+    for row in rows:
+        row.update(primary=bool(row["primary"]), exact_match=float(row["exact_match"]),
+                   first_token_acc=float(row["first_token_acc"]))
+    stamp = {"method", "seed", "task_index", "task", "step", "global_step", "full"}
+    attribute_rows = [{k: v for k, v in row.items() if k not in stamp} for row in at_end(attributes).to_dict("records")
+                      if (row["eval_task"], row["eval_set"]) in wanted]
+    return rows, attribute_rows

@@ -48,7 +48,7 @@ from ..training.records import encode_records
 from ..training.engine import train_task
 from ..training.evaluate import EVAL_BATCH_SIZE
 from ..training.settings import TrainSettings
-from .evaluation import SequenceEvaluator, TaskProgressCallback
+from .evaluation import Evaluation, SequenceEvaluator, TaskProgressCallback
 from .ewc import EwcPenalty, FisherDiagonal, batch_fisher, running_average
 from .lamol import PSEUDO_SAMPLE_RATIO, LamolCollator, LamolLoss, generate_pseudo_samples, pseudo_sample_count
 from .methods import Method
@@ -85,6 +85,9 @@ class SequenceOptions:
         pseudo_ratio: for LAMOL, pseudo-samples generated before a task per training record of
             it (the paper's 0.2; 0: none).
         eval_batch_size: sequences per evaluation forward pass.
+        start_evaluation: a full evaluation of the given model on every set of ``tasks``
+            (:func:`~.evaluation.start_evaluation` of the run that trained it), recorded as step 0 of
+            ``first_task`` instead of scoring the same model again; None scores it.
 
     Raises:
         UsageError: inconsistent values.
@@ -101,6 +104,7 @@ class SequenceOptions:
     projection: PreliminaryRuns = PreliminaryRuns()
     pseudo_ratio: float = PSEUDO_SAMPLE_RATIO
     eval_batch_size: int = EVAL_BATCH_SIZE
+    start_evaluation: Optional[Evaluation] = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.first_task < 0 or (self.last_task is not None and self.last_task < self.first_task):
@@ -251,7 +255,8 @@ def run_sequence(
             step_offset=step_offset)
         resume_from = state.checkpoint(index) if state is not None else None
         if resume_from is None:
-            callback.begin(model)  # on resume its rows come back with the checkpoint
+            # (on resume its rows come back with the checkpoint)
+            callback.begin(model, options.start_evaluation if index == first_task else None)
         steps_done = 0
         task_losses = pd.DataFrame()
         if task_settings.stop_training and callback.stop_step == 0:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import replace
 from typing import Any, Mapping, Optional, Sequence
 
@@ -121,9 +122,13 @@ def diagnose(
     frames: dict[str, pd.DataFrame] = {}
     evidence: dict[str, Any] = {}
     skipped: dict[str, str] = {}
+    seconds: dict[str, float] = {}  # wall time of each probe, reported with the settings
+    settings["seconds"] = seconds
     if old_task_records:
         settings["split"] = _split(ctx, old_task_records, recovery_records)
+        started = time.perf_counter()
         frames["accuracy"] = _accuracy_table(ctx)
+        seconds["accuracy"] = time.perf_counter() - started
         evidence.update(_accuracy_evidence(ctx, frames["accuracy"]))
     else:
         skipped.update({probe: "no old-task records" for probe in OLD_TASK_PROBES if probe in options.probes})
@@ -139,7 +144,10 @@ def diagnose(
         if why is not None:
             skipped[probe] = why
             continue
+        started = time.perf_counter()
         outcome = runner(ctx)
+        seconds[probe] = time.perf_counter() - started
+        logger.info("%s probe: %.1f s", probe, seconds[probe])
         frames.update(outcome.frames)
         evidence.update(outcome.evidence)
         skipped.update(outcome.skipped)

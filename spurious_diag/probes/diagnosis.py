@@ -29,7 +29,7 @@ class Diagnosis:
             ``linear_probe``, ``grafting``, ``residual_shift``, ``geometry`` (those that ran).
         recommendation: the freeze depth and its reasoning.
         skipped: probe → why it did not run.
-        settings: the options, the split and the inputs.
+        settings: the options, the split, the inputs and each probe's wall time (``seconds``).
     """
 
     verdict: str

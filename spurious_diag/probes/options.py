@@ -119,6 +119,8 @@ class DiagnoseOptions:
         audit_rank: singular vectors per update of that audit.
         restore: the grafting restoration fraction that counts as "most".
         graft_ks: the graft depths k to try (default all of 0..L; thin out for deep models).
+        graft_top: also graft the top k blocks (the arm that tells "bottom" from "anywhere");
+            False runs the bottom arm alone, which is all the recommendation reads (half the cost).
         map_layers: the layers of a run's forgetting map (−1 embeddings … L head; default all;
             thin out for deep models).
         eval_batch_size: sequences per forward pass when scoring.
@@ -145,6 +147,7 @@ class DiagnoseOptions:
     graft_ks: Optional[tuple[int, ...]] = field(default=None, metadata={
         "help": "graft depths to try (default every k in 0..L; thin out for deep models)", "parse": parse_int_list,
         "metavar": "K,K,..."})
+    graft_top: bool = field(default=True, metadata={"cli": False})
     map_layers: Optional[tuple[int, ...]] = field(default=None, metadata={
         "help": "with a run directory: the forgetting map's layers (-1 embeddings ... L head; default all)",
         "parse": parse_int_list, "metavar": "L,L,..."})
@@ -186,5 +189,6 @@ class DiagnoseOptions:
         """The settings as ``summary.json`` records them."""
         return {"rules": self.rules.to_dict(), "recovery": self.recovery.to_dict(), "probes": list(self.probes),
                 "test_fraction": self.test_fraction, "seed": self.seed, "max_candidates": self.max_candidates,
-                "linear_test_fraction": self.linear_test_fraction, "restore": self.restore, "device": self.device,
+                "linear_test_fraction": self.linear_test_fraction, "restore": self.restore, "graft_top": self.graft_top,
+                "device": self.device,
                 "dtype": self.dtype}

@@ -30,6 +30,7 @@ import pandas as pd
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..errors import InvalidDataError
+from ..ties import first_best
 from ..training.evaluate import EVAL_BATCH_SIZE, evaluate_records
 from ..training.settings import TrainSettings
 from ..training.trainer import train_model
@@ -181,7 +182,8 @@ def select_recovery_settings(
 
     Each candidate recovers ``forgot`` and ``control`` with the same ``n`` examples; the chosen
     one has the largest margin ``acc(forgot recovered) − acc(control recovered)`` on
-    ``validation_records`` (the first candidate wins ties). That margin is what recovery beyond
+    ``validation_records`` (the first candidate wins ties, also ties within float noise:
+    :func:`~spurious_diag.ties.first_best`). That margin is what recovery beyond
     "n examples teach it from scratch" means, so it is the quantity worth maximizing.
 
     Args:
@@ -208,7 +210,7 @@ def select_recovery_settings(
         rows.append({"lr": candidate.lr, "steps": candidate.steps, "n": n, "acc_forgot": float(acc["forgot"]),
                      "acc_control": float(acc["control"]), "margin": float(acc["forgot"] - acc["control"])})
     table = pd.DataFrame(rows)
-    best = int(table["margin"].to_numpy().argmax())
+    best = first_best(table["margin"].tolist())
     table["chosen"] = [i == best for i in range(len(table))]
     logger.info("recovery settings chosen on validation: lr %g, %d steps (margin over control %.3f)",
                 candidates[best].lr, candidates[best].steps, table["margin"].iloc[best])

@@ -173,7 +173,8 @@ def grafting(ctx: ProbeContext) -> ProbeOutcome:
     """Graft the bottom / top blocks (and the embeddings) of ``before`` into ``after``."""
     out = ProbeOutcome()
     table = grafting_curve(ctx.models["before"], ctx.models["after"], ctx.tokenizer, ctx.held, ctx.new or None,
-                           ks=ctx.options.graft_ks, batch_size=ctx.options.eval_batch_size)
+                           ks=ctx.options.graft_ks, top=ctx.options.graft_top,
+                           batch_size=ctx.options.eval_batch_size)
     if ctx.acc_before is not None and ctx.acc_after is not None:
         table = restored_fractions(table, ctx.acc_before, ctx.acc_after)
     out.frames["grafting"] = table

@@ -88,6 +88,9 @@ def diagnosis_markdown(d: "Diagnosis") -> str:
         out.write(f"\n## {name.replace('_', ' ').capitalize()}\n\n{_TABLE_NOTES.get(name, '')}\n\n")
         out.write(frame_markdown(frame))
     out.write("\nTables: " + ", ".join(f"`{n}.csv`" for n in sorted(d.frames)) + "; `summary.json`.\n")
+    seconds = d.settings.get("seconds") or {}
+    if seconds:
+        out.write("\nWall time per probe: " + ", ".join(f"{probe} {t:.1f} s" for probe, t in seconds.items()) + ".\n")
     return out.getvalue()
 
 

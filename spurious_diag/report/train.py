@@ -47,6 +47,8 @@ def write_train_report(result: "FinetuneResult") -> list[str]:
                                result.freeze.trainable_fraction if result.freeze else 1.0),
         "frozen_bit_identical": True if (result.freeze or result.lora) else None,
         "lora": result.lora is not None,
+        "engine": result.training.engine,  # e.g. DeepSpeedEngine, DistributedDataParallel
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
     }, SCHEMA_VERSION)
     written.append(path)
     return written

@@ -32,6 +32,7 @@ from ..freeze import FreezeReport
 from ..freeze.lora import LoraPlacement
 from ..outputs import staged_dir
 from .checkpoints import CheckpointPlan, last_checkpoint
+from .deepspeed_config import read_deepspeed_config
 from .records import read_records
 from .resume import check_identity, read_identity, write_identity
 from .settings import FinetuneOptions
@@ -135,6 +136,8 @@ def finetune(model_dir: str, train_path: str, out_dir: str, options: FinetuneOpt
 
     check_device(options.device)
     _check_engine(options.device)
+    deepspeed = (read_deepspeed_config(options.deepspeed, batch_size=options.settings.batch_size)
+                 if options.deepspeed is not None else None)
     find_weight_files(model_dir)  # clear error for a missing/empty model dir before transformers sees it
     identity = run_identity(model_dir, train_path, eval_path, options)
     resume_from = _resume_point(out_dir, identity) if resume else None
@@ -179,7 +182,7 @@ def finetune(model_dir: str, train_path: str, out_dir: str, options: FinetuneOpt
                          freeze_embeddings=options.freeze_embeddings, callbacks=callbacks, checkpoints=checkpoints,
                          resume_from=resume_from, device=options.device, progress=progress,
                          report_to=() if options.report_to == "none" else (options.report_to,),
-                         label=f"training of {model_dir}")
+                         deepspeed=deepspeed, label=f"training of {model_dir}")
     if lora is not None:
         _verify_lora_base(model_dir, model)
     if is_main_process():
@@ -195,17 +198,20 @@ _SHARDING_ENGINES = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": 
 
 
 def _check_engine(device: str) -> None:
-    """Refuse FSDP or DeepSpeed through accelerate on the CPU, where transformers' Trainer does not
-    shard: with ``use_cpu`` it runs plain DDP without a word, without it it stops with "Using fsdp
-    only works in distributed training." (measured with transformers 5.24, accelerate 1.15).
+    """Refuse FSDP or DeepSpeed through ``accelerate launch`` on the CPU, where transformers' Trainer
+    does not shard: with ``use_cpu`` it runs plain DDP without a word, without it it stops with
+    "Using fsdp only works in distributed training." (measured with transformers 5.24, accelerate
+    1.15). DeepSpeed given to the Trainer itself (``--deepspeed CONFIG``) does run on the CPU.
 
     Raises:
-        UsageError: an FSDP or DeepSpeed launch with ``--device cpu``.
+        UsageError: an FSDP or DeepSpeed accelerate launch with ``--device cpu``.
     """
     engines = [name for key, name in _SHARDING_ENGINES.items() if os.environ.get(key, "").lower() == "true"]
     if engines and device == "cpu":
+        hint = ("; for DeepSpeed on the CPU, launch with torchrun and pass --deepspeed CONFIG.json"
+                if engines[0] == "DeepSpeed" else "")
         raise UsageError(f"{engines[0]} through accelerate needs --device cuda: on the CPU the Trainer would not "
-                         "shard (plain DDP instead); launch without --use_fsdp/--use_deepspeed for DDP")
+                         f"shard (plain DDP instead); launch without --use_fsdp/--use_deepspeed for DDP{hint}")
 
 
 # What each tracker needs installed, and the environment that points it into --out (offline for wandb).

@@ -128,6 +128,8 @@ class FinetuneOptions:
             embeddings and the base weights stay as they were, verified bit-identical.
         lora_alpha: LoRA's scale numerator (default ``2 * lora_rank``).
         lora_modules: the module names LoRA adapts, or ``all-linear`` (every linear layer of the blocks).
+        deepspeed: train under DeepSpeed with this JSON config (ZeRO stage 0–2,
+            :mod:`~.deepspeed_config`); launch with ``torchrun`` (or ``deepspeed``). Works on the CPU.
 
     Raises:
         UsageError: a value out of range.
@@ -154,6 +156,9 @@ class FinetuneOptions:
     lora_modules: tuple[str, ...] = field(default=("all-linear",), metadata={
         "help": "the modules LoRA adapts, e.g. q_proj,v_proj (default: every linear layer of the blocks)",
         "parse": _names, "metavar": "NAME,NAME,..."})
+    deepspeed: Optional[str] = field(default=None, metadata={
+        "help": "train under DeepSpeed with this JSON config (ZeRO stage 0-2; launch with torchrun; the CPU works "
+                "too, with gloo)", "metavar": "CONFIG.json"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lora_modules", tuple(self.lora_modules))
@@ -170,6 +175,9 @@ class FinetuneOptions:
                 raise UsageError("--save-every with LoRA is not supported yet: checkpoints hold the full model state")
         elif self.lora_alpha is not None or self.lora_modules != ("all-linear",):
             raise UsageError("lora_alpha and lora_modules need lora_rank (--lora-rank R)")
+        if self.deepspeed is not None and self.save_every:
+            raise UsageError("--save-every with --deepspeed is not supported yet: DeepSpeed keeps its own checkpoint "
+                             "format, which --resume does not read")
         for name in ("eval_every", "save_every"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")

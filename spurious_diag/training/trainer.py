@@ -104,6 +104,9 @@ class TrainingResult:
             ``learning_rate``.
         runtime_s: wall-clock seconds of ``Trainer.train``.
         seconds_per_step: ``runtime_s / steps``.
+        engine: what the Trainer wrapped the model in to train it (``DeepSpeedEngine``,
+            ``DistributedDataParallel``, or the model's own class in one process); empty when a
+            resumed run had nothing left to train.
 
     After a resume, ``steps`` counts from the start of the run, ``losses`` holds the windows
     logged before the kill too, and ``runtime_s`` is this call's time alone.
@@ -114,6 +117,7 @@ class TrainingResult:
     losses: pd.DataFrame = field(repr=False)
     runtime_s: float
     seconds_per_step: float
+    engine: str = ""
 
 
 def train_model(
@@ -131,6 +135,7 @@ def train_model(
     report_to: Sequence[str] = (),
     extra_loss: Optional[ExtraLoss] = None,
     collator: Optional[Callable[[Sequence[Mapping[str, Sequence[int]]]], dict[str, torch.Tensor]]] = None,
+    deepspeed: Optional[Mapping[str, Any]] = None,
 ) -> TrainingResult:
     """Train ``model`` in place for ``settings.steps`` AdamW steps with ``transformers.Trainer``.
 
@@ -165,6 +170,8 @@ def train_model(
         collator: turns each batch of examples (``input_ids`` / ``labels`` lists) into tensors
             (e.g. :class:`~spurious_diag.continual.replay.ReplayCollator`, which adds replayed
             examples); None: :class:`~.records.PaddingCollator` with the tokenizer's pad id.
+        deepspeed: a DeepSpeed config (:func:`~.deepspeed_config.read_deepspeed_config`): the
+            Trainer trains under DeepSpeed (ZeRO stage 0–2; on the CPU with gloo, too). None: no DeepSpeed.
 
     Returns:
         :class:`TrainingResult`. The model is left in eval mode.
@@ -233,6 +240,7 @@ def train_model(
             dataloader_pin_memory=False,
             remove_unused_columns=False,
             log_level="warning",
+            deepspeed=dict(deepspeed) if deepspeed is not None else None,
         )
         trainer_class: Any = Trainer
         trainer_kwargs: dict[str, Any] = {}
@@ -258,10 +266,11 @@ def train_model(
         shutil.rmtree(staging, ignore_errors=True)
 
     model.eval()
-    return _result(trainer.state, runtime, int(trainer.state.global_step) - start_step)
+    return _result(trainer.state, runtime, int(trainer.state.global_step) - start_step,
+                   type(trainer.model_wrapped).__name__)
 
 
-def _result(state: TrainerState, runtime: float, steps_this_call: int) -> TrainingResult:
+def _result(state: TrainerState, runtime: float, steps_this_call: int, engine: str = "") -> TrainingResult:
     history = [h for h in state.log_history if "loss" in h]
     losses = pd.DataFrame(
         {"step": [h["step"] for h in history], "loss": [float(h["loss"]) for h in history],
@@ -269,4 +278,4 @@ def _result(state: TrainerState, runtime: float, steps_this_call: int) -> Traini
     )
     final_loss = float(losses["loss"].iloc[-1]) if len(losses) else math.nan
     return TrainingResult(steps=int(state.global_step), final_loss=final_loss, losses=losses, runtime_s=runtime,
-                          seconds_per_step=runtime / max(steps_this_call, 1))
+                          seconds_per_step=runtime / max(steps_this_call, 1), engine=engine)

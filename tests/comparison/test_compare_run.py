@@ -164,3 +164,45 @@ def test_without_train_past_stop_the_last_task_ends_at_its_early_stop_and_seq_ke
     saved = sorted(int(p.name.split("-")[1]) for p in (runs / "seq-s0" / "checkpoints" / "task1").glob("checkpoint-*"))
     assert saved and saved[-1] == int(pd.read_csv(runs / "seq-s0" / "points.csv").query("point == 'end'")["step"].iloc[0])
     assert not (runs / "seq-s1" / "checkpoints").exists()
+
+
+def _step0(run_dir):
+    curve = pd.read_csv(run_dir / "curve.csv")
+    rows = curve[(curve["task_index"] == 1) & (curve["step"] == 0)]
+    return rows.set_index(["eval_task", "eval_set"])[["exact_match", "first_token_acc"]].sort_index()
+
+
+def test_only_the_selection_seed_scores_the_validation_people(finished):
+    config, out, result = finished
+    for run_dir in (out / "work" / "runs").iterdir():
+        sets = set(map(tuple, pd.read_csv(run_dir / "curve.csv")[["eval_task", "eval_set"]].values))
+        seed = int(run_dir.name.rsplit("-s", 1)[1])
+        assert (("task0", "val") in sets) == (seed == config.selection_seed), run_dir.name
+    # (Task Vector's edits are scored by its own unit, on every set.)
+    methods = result.methods.query("method != 'TaskVector'").set_index(["method", "seed"])["task0_val_stop"]
+    assert methods.xs(0, level="seed").notna().all() and methods.xs(1, level="seed").isna().all()
+
+
+def test_every_run_reuses_task0s_last_evaluation_as_its_step_0_and_it_equals_scoring_again(finished, tmp_path):
+    """The reuse saves one evaluation per run; scoring the loaded Task 0 model again gives the same rows."""
+    from spurious_diag.comparison.jobs import ATTRIBUTES, run_job
+    from spurious_diag.comparison.spec import parse_methods
+
+    config, out, _ = finished
+    task0 = out / "work" / "task0" / "plain"
+    curve = pd.read_csv(task0 / "curve.csv")
+    end = curve[(curve["task_index"] == 0) & (curve["step"] == config.recipe.task0_steps)]
+    end = end.set_index(["eval_task", "eval_set"])[["exact_match", "first_token_acc"]].sort_index()
+    for seed in (0, 1):
+        step0 = _step0(out / "work" / "runs" / f"seq-s{seed}")
+        pd.testing.assert_frame_equal(step0, end.loc[step0.index])
+    # The same run with a Task 0 unit that kept no evaluation scores its step 0 itself.
+    bare = tmp_path / "task0"
+    shutil.copytree(task0, bare)
+    (bare / ATTRIBUTES).unlink()
+    unit = tmp_path / "run"
+    unit.mkdir()
+    run_job(config, unit, parse_methods("SEQ")[0].candidates[0], 0, bare)
+    pd.testing.assert_frame_equal(_step0(unit), _step0(out / "work" / "runs" / "seq-s0"))
+    attributes = pd.read_csv(unit / "curve.csv")
+    assert len(attributes) == len(pd.read_csv(out / "work" / "runs" / "seq-s0" / "curve.csv"))

@@ -40,3 +40,11 @@ def test_bad_tables_are_refused():
         choose_setting(pd.DataFrame({"setting": ["a"]}), 0.9, 0.1)
     with pytest.raises(UsageError, match="no candidates"):
         choose_setting(_table([]), 0.9, 0.1)
+
+
+def test_a_tie_within_float_noise_goes_to_the_first_listed_setting():
+    """46/240 as a mean over attributes can come out as ...665 or ...668: that is a tie, not a choice."""
+    table = _table([("1", 0.19166666666666665, 0.9), ("6", 0.19166666666666668, 0.9), ("15", 0.1, 0.9)])
+    assert choose_setting(table, 0.9, 0.1).setting == "1"
+    table = _table([("1", 0.19, 0.9), ("6", 0.2, 0.9)])
+    assert choose_setting(table, 0.9, 0.1).setting == "6"

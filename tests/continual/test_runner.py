@@ -330,3 +330,56 @@ def test_gp_passes_its_projection_rule_on(after_task0, tiny_tokenizer, two_tasks
     options = SequenceOptions(schedule=SCHEDULE, first_task=1, projection=PreliminaryRuns(1, 2, rule="official"))
     run_sequence(after_task0(), tiny_tokenizer, two_tasks, Method.gp(), FAST, seed=0, options=options)
     assert rules == ["official"]
+
+
+def test_a_given_start_evaluation_is_step_0_and_changes_nothing_else(make_llama, tiny_tokenizer, two_tasks):
+    """Task 0's evaluation at its end, reused as Task 1's step 0, equals scoring that model again."""
+    from spurious_diag.continual.evaluation import SequenceEvaluator, start_evaluation
+
+    model = make_llama()
+    task0 = run_sequence(model, tiny_tokenizer, two_tasks, Method.seq(), FAST, seed=0,
+                         options=SequenceOptions(schedule=SCHEDULE, last_task=0))
+    state = {name: t.clone() for name, t in model.state_dict().items()}
+    end = int(task0.points.query("point == 'end'")["step"].iloc[0])
+    sets = SequenceEvaluator(tiny_tokenizer, two_tasks).sets()
+    given = start_evaluation(task0.curve, task0.per_attribute, sets, task_index=0, step=end)
+    assert given is not None and len(given[0]) == 3 and len(given[1]) == 3 * 6  # 3 sets × 6 attributes
+
+    def task1(evaluation):
+        fresh = make_llama()
+        fresh.load_state_dict(state)
+        calls = []
+        real = SequenceEvaluator.full
+
+        def counting(self, m):
+            calls.append(1)
+            return real(self, m)
+
+        SequenceEvaluator.full = counting
+        try:
+            result = run_sequence(fresh, tiny_tokenizer, two_tasks, Method.seq(), FAST, seed=0,
+                                  options=SequenceOptions(schedule=SCHEDULE, first_task=1, start_evaluation=evaluation))
+        finally:
+            SequenceEvaluator.full = real
+        return result, len(calls)
+
+    scored, n_scored = task1(None)
+    reused, n_reused = task1(given)
+    assert n_reused == n_scored - 1  # step 0 is not scored again
+    assert scored.curve.equals(reused.curve)
+    assert scored.per_attribute.equals(reused.per_attribute)
+
+
+def test_a_start_evaluation_of_other_sets_is_refused(after_task0, tiny_tokenizer, two_tasks):
+    from spurious_diag.continual.evaluation import start_evaluation
+    from spurious_diag.errors import UsageError
+
+    first = run_sequence(after_task0(), tiny_tokenizer, two_tasks, Method.seq(), FAST, seed=0, options=TASK1)
+    # The end of Task 1 holds Task 0's and Task 1's sets; a run that also scores a "val" of Task 1 wants more.
+    assert start_evaluation(first.curve, first.per_attribute, [("task0", "test"), ("task1", "val")],
+                            task_index=1, step=12) is None
+    assert start_evaluation(first.curve, first.per_attribute, [("task0", "test")], task_index=1, step=5) is None
+    only_test = start_evaluation(first.curve, first.per_attribute, [("task0", "test")], task_index=1, step=12)
+    with pytest.raises(UsageError, match="sequence's sets"):
+        run_sequence(after_task0(), tiny_tokenizer, two_tasks, Method.seq(), FAST, seed=0,
+                     options=SequenceOptions(schedule=SCHEDULE, first_task=1, start_evaluation=only_test))

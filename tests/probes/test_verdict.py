@@ -40,11 +40,35 @@ def test_every_probe_runs_and_the_report_serializes(bio_base):
     assert set(d.frames["accuracy"]["task"]) == {"old", "new"}
     assert d.skipped == {}
     assert d.recommendation.k is not None
+    # Each probe that ran has its wall time (and the accuracy table that every probe reads).
+    assert set(d.settings["seconds"]) == {"accuracy", "recovery", "format", "linear", "grafting", "shift", "geometry"}
+    assert all(t >= 0 for t in d.settings["seconds"].values())
+    assert set(d.frames["grafting"]["arm"]) == {"bottom", "top", "embeddings"}
     summary = json.loads(json.dumps(diagnosis_content(d, include_frames=True), allow_nan=False))
     assert summary["verdict"] == "inconclusive" and summary["rules"][0]["name"] == "forgetting"
     assert "grafting" in summary["frames"]
     text = diagnosis_markdown(d)
     assert "## Verdict: **inconclusive**" in text and "## Grafting" in text
+    assert "Wall time per probe: accuracy" in text
+
+
+def test_grafting_without_its_top_arm_scores_the_same_bottom_grafts(bio_base):
+    base, tokenizer, scenario = bio_base
+    old = as_json(scenario.qa("task0_test")[:24])
+    after = _damaged(base)
+
+    def grafts(top):
+        d = diagnose(base, after, old, tokenizer=tokenizer,
+                     options=DiagnoseOptions(probes=("grafting",), graft_ks=(0, 1, 2), graft_top=top))
+        return d.frames["grafting"].set_index(["arm", "k"]), d
+
+    both, _ = grafts(True)
+    bottom_only, d = grafts(False)
+    assert set(both.index.get_level_values("arm")) == {"bottom", "top", "embeddings"}
+    assert set(bottom_only.index.get_level_values("arm")) == {"bottom", "embeddings"}
+    shared = bottom_only.index
+    assert both.loc[shared, "old_acc"].tolist() == bottom_only["old_acc"].tolist()
+    assert d.settings["graft_top"] is False and "graft_bottom_minus_top" not in d.evidence
 
 
 def test_checkpoints_alone_give_a_geometry_recommendation_marked_weaker(bio_base):
