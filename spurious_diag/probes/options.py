@@ -114,6 +114,8 @@ class DiagnoseOptions:
         test_fraction: the held-out share of individuals when the old-task records are split.
         seed: the split, recovery and probe seed.
         max_candidates: candidate-pool cap of the format probe's ranking (None: whole pool).
+        format_rank: the format probe also ranks the truth among the candidates (``top1``; one
+            forward per candidate, most of the probe's cost); False scores exact match alone.
         linear_test_fraction: the linear probes' own person-disjoint test share.
         compute_audit: run an audit (rank ``audit_rank``) when no audit result is given.
         audit_rank: singular vectors per update of that audit.
@@ -140,6 +142,7 @@ class DiagnoseOptions:
     seed: int = field(default=0, metadata={"help": "split, recovery and probe seed"})
     max_candidates: Optional[int] = field(default=20, metadata={
         "help": "format probe: rank the truth among at most this many pool values (0: the whole pool)"})
+    format_rank: bool = field(default=True, metadata={"cli": False})
     linear_test_fraction: float = field(default=0.3, metadata={"cli": False})
     compute_audit: bool = field(default=True, metadata={"cli": False})
     audit_rank: int = field(default=8, metadata={"cli": False})
@@ -189,6 +192,7 @@ class DiagnoseOptions:
         """The settings as ``summary.json`` records them."""
         return {"rules": self.rules.to_dict(), "recovery": self.recovery.to_dict(), "probes": list(self.probes),
                 "test_fraction": self.test_fraction, "seed": self.seed, "max_candidates": self.max_candidates,
+                "format_rank": self.format_rank,
                 "linear_test_fraction": self.linear_test_fraction, "restore": self.restore, "graft_top": self.graft_top,
                 "device": self.device,
                 "dtype": self.dtype}

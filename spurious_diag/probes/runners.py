@@ -126,7 +126,7 @@ def pretraining_format(ctx: ProbeContext) -> ProbeOutcome:
     """Ask the held-out facts in the task format and in the pretraining format."""
     out = ProbeOutcome()
     try:
-        fp = format_probe(ctx.models, ctx.tokenizer, ctx.held, ctx.pretraining or [],
+        fp = format_probe(ctx.models, ctx.tokenizer, ctx.held, ctx.pretraining or [], rank=ctx.options.format_rank,
                           max_candidates=ctx.options.max_candidates, seed=ctx.options.seed,
                           batch_size=ctx.options.eval_batch_size)
     except InvalidDataError as exc:
@@ -139,7 +139,8 @@ def pretraining_format(ctx: ProbeContext) -> ProbeOutcome:
     for name in ctx.models:
         for fmt in ("task", "pretraining"):
             out.evidence[f"{fmt}_format_{name}"] = fp.accuracy(name, fmt)
-            out.evidence[f"{fmt}_format_top1_{name}"] = fp.accuracy(name, fmt, "top1")
+            if ctx.options.format_rank:
+                out.evidence[f"{fmt}_format_top1_{name}"] = fp.accuracy(name, fmt, "top1")
     return out
 
 

@@ -71,6 +71,25 @@ def test_grafting_without_its_top_arm_scores_the_same_bottom_grafts(bio_base):
     assert d.settings["graft_top"] is False and "graft_bottom_minus_top" not in d.evidence
 
 
+def test_the_format_probe_without_ranking_scores_the_same_exact_match(bio_base):
+    base, tokenizer, scenario = bio_base
+    people = {p.person_id for p in scenario.people_in("task0_test")[:6]}
+    old = [r for r in as_json(scenario.qa("task0_test")) if r["person_id"] in people]
+    bios = [r for r in as_json(scenario.probes("task0_test")) if r["person_id"] in people]
+    after = _damaged(base)
+
+    def fmt(rank):
+        return diagnose(base, after, old, tokenizer=tokenizer, pretraining_records=bios,
+                        options=DiagnoseOptions(probes=("format",), max_candidates=3, format_rank=rank))
+
+    ranked, plain = fmt(True), fmt(False)
+    assert "top1" in ranked.frames["format_overall"] and "top1" not in plain.frames["format_overall"]
+    columns = ["model", "format", "n", "exact_match", "first_token_acc"]
+    assert ranked.frames["format_overall"][columns].equals(plain.frames["format_overall"][columns])
+    assert "pretraining_format_top1_after" in ranked.evidence and not any("top1" in k for k in plain.evidence)
+    assert plain.verdict == ranked.verdict and plain.settings["format_rank"] is False
+
+
 def test_checkpoints_alone_give_a_geometry_recommendation_marked_weaker(bio_base):
     base, tokenizer, _ = bio_base
     summary = {"per_layer": {str(i): {"rms_mean": {"1": 0.1, "2": r}, "angle_mean_deg": {"1-2": a}}
