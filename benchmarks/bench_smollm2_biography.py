@@ -550,7 +550,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     seconds["injection_this_run"] = time.perf_counter() - started
     if args.inject_only:
         return 0
-    # --jobs 1 runs every unit in this process, one after another (on --threads threads).
     torch.set_num_threads(args.threads or 1)
 
     ks = "|".join(str(k) for k in config.freeze_ks)

@@ -47,15 +47,14 @@ def tasks_for_seed(config: CompareConfig, tasks: Sequence[Task], seed: int) -> l
 def _start_evaluation(task0_unit: Path, tasks: Sequence[Task]) -> Optional[Evaluation]:
     """The Task 0 unit's last full evaluation (of the model every run starts from) on ``tasks``'
     sets, or None when the unit did not keep one (made before it was kept: scored again)."""
-    from ..continual.evaluation import start_evaluation
+    from ..continual.evaluation import evaluation_sets, start_evaluation
 
     if not all((task0_unit / name).is_file() for name in (ATTRIBUTES, "points.csv")):
         return None
     points = pd.read_csv(task0_unit / "points.csv")
     end = points[(points["task_index"] == 0) & (points["point"] == "end")]
-    sets = [(task.name, eval_set) for task in tasks for eval_set in task.evals]
-    return start_evaluation(pd.read_csv(task0_unit / "curve.csv"), pd.read_csv(task0_unit / ATTRIBUTES), sets,
-                            task_index=0, step=int(end["step"].iloc[0]))
+    return start_evaluation(pd.read_csv(task0_unit / "curve.csv"), pd.read_csv(task0_unit / ATTRIBUTES),
+                            evaluation_sets(tasks), task_index=0, step=int(end["step"].iloc[0]))
 
 
 def recipe_of(config: CompareConfig) -> BiographyRecipe:

@@ -24,9 +24,11 @@ from ..outputs import staged_dir
 from ..training.checkpoints import ResumableCallback
 from ..training.evaluate import EVAL_BATCH_SIZE, eval_mode, evaluate_records
 from ..training.records import encode_qa
+from .result import CURVE_COLUMNS
 from .tasks import EvalSchedule, Task
 
-__all__ = ["Evaluation", "SequenceEvaluator", "TaskProgressCallback", "save_weights", "start_evaluation"]
+__all__ = ["Evaluation", "SequenceEvaluator", "TaskProgressCallback", "evaluation_sets", "save_weights",
+           "start_evaluation"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,11 @@ Evaluation = tuple[list[dict[str, Any]], list[dict[str, Any]]]
 
 # The fields of a curve row that a full evaluation fills (the rest are the step's stamp).
 _SCORE_FIELDS = ("eval_task", "eval_set", "primary", "exact_match", "first_token_acc")
+
+
+def evaluation_sets(tasks: Sequence[Task]) -> list[tuple[str, str]]:
+    """``(task name, eval set)`` of every set of ``tasks``, in the order a full evaluation scores them."""
+    return [(task.name, eval_set) for task in tasks for eval_set in task.evals]
 
 
 def _prompt_completion(record: Any) -> tuple[str, str]:
@@ -80,7 +87,7 @@ class SequenceEvaluator:
 
     def sets(self) -> list[tuple[str, str]]:
         """``(task name, eval set)`` of every set a full evaluation scores, in its order."""
-        return [(task.name, eval_set) for task in self.tasks for eval_set in task.evals]
+        return evaluation_sets(self.tasks)
 
     def full(self, model: PreTrainedModel) -> Evaluation:
         """Every set of every task: curve rows and per-attribute rows."""
@@ -241,7 +248,7 @@ def start_evaluation(curve: Any, attributes: Any, sets: Sequence[tuple[str, str]
     for row in rows:
         row.update(primary=bool(row["primary"]), exact_match=float(row["exact_match"]),
                    first_token_acc=float(row["first_token_acc"]))
-    stamp = {"method", "seed", "task_index", "task", "step", "global_step", "full"}
+    stamp = set(CURVE_COLUMNS) - set(_SCORE_FIELDS)  # method, seed, task, step ...: the next run's own
     attribute_rows = [{k: v for k, v in row.items() if k not in stamp} for row in at_end(attributes).to_dict("records")
                       if (row["eval_task"], row["eval_set"]) in wanted]
     return rows, attribute_rows

@@ -16,10 +16,10 @@ parameters themselves and is refused. DeepSpeed runs on the CPU too (its CPU acc
 from __future__ import annotations
 
 import importlib.util
-import json
 from typing import Any
 
 from ..errors import InvalidDataError, UsageError
+from .settings import read_json_object
 
 __all__ = ["MAX_ZERO_STAGE", "read_deepspeed_config", "zero_stage"]
 
@@ -49,15 +49,7 @@ def read_deepspeed_config(path: str, *, batch_size: int, check_installed: bool =
         UsageError: ZeRO stage 3 (or above), a micro-batch size other than ``batch_size``, or
             ``deepspeed`` not installed.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-    except FileNotFoundError:
-        raise InvalidDataError("no such DeepSpeed config file", path) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidDataError(f"not a JSON DeepSpeed config: {exc}", path) from None
-    if not isinstance(config, dict):
-        raise InvalidDataError("a DeepSpeed config must be a JSON object", path)
+    config = read_json_object(path, "DeepSpeed config")
     try:
         stage = zero_stage(config)
     except (TypeError, ValueError, AttributeError):

@@ -107,6 +107,24 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
+def read_json_object(path: str, what: str) -> dict[str, Any]:
+    """The JSON object in ``path`` (a config file; ``what`` names it in errors).
+
+    Raises:
+        InvalidDataError: a missing file, not JSON, or not an object (named, with the file).
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise InvalidDataError(f"no such {what} file", path) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidDataError(f"{what} is not valid JSON ({exc})", path) from None
+    if not isinstance(data, dict):
+        raise InvalidDataError(f"{what} must be a JSON object", path)
+    return data
+
+
 @dataclass(frozen=True)
 class FinetuneOptions:
     """Settings of ``spurious-diag train`` beyond the optimization (all overridable by ``--config`` and flags).
@@ -215,15 +233,7 @@ class FinetuneOptions:
         Raises:
             InvalidDataError: not JSON, not an object, unknown keys or bad values (named, with the file).
         """
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except FileNotFoundError:
-            raise InvalidDataError("no such config file", path) from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidDataError(f"config is not valid JSON ({exc})", path) from None
-        if not isinstance(data, dict):
-            raise InvalidDataError("config must be a JSON object", path)
+        data = read_json_object(path, "config")
         try:
             return cls.from_dict(data)
         except UsageError as exc:

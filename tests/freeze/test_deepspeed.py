@@ -44,7 +44,7 @@ def test_the_config_is_read_and_checked(tmp_path):
     assert err.value.path == str(tmp_path / "z3.json")
     with pytest.raises(UsageError, match="batch size is 8"):
         read_deepspeed_config(_write(tmp_path / "mb.json", fixed), batch_size=8, check_installed=False)
-    with pytest.raises(InvalidDataError, match="not a JSON DeepSpeed config"):
+    with pytest.raises(InvalidDataError, match="DeepSpeed config is not valid JSON"):
         read_deepspeed_config(_write(tmp_path / "bad.json", "{stage: 2"), batch_size=4)
     with pytest.raises(InvalidDataError, match="JSON object"):
         read_deepspeed_config(_write(tmp_path / "list.json", [1]), batch_size=4)
