@@ -44,6 +44,7 @@ from ..probes.diagnose import diagnose
 from ..probes.options import DiagnoseOptions
 from ..probes.recovery import select_recovery_settings
 from ..report.demo import write_demo_outputs
+from ..ties import first_best
 from ..updates.engine import audit
 from ..updates.options import AuditOptions
 from .demo_config import DemoConfig
@@ -180,7 +181,7 @@ def best_k_on_validation(sweep: pd.DataFrame) -> Optional[int]:
         return None
     reached = rows[rows["stop_reached"]]
     rows = reached if not reached.empty else rows
-    return int(rows.loc[rows["task0_val_stop"].idxmax(), "k"])
+    return int(rows["k"].iloc[first_best(rows["task0_val_stop"].tolist())])
 
 
 # ----------------------------------------------------------------------------- the pipeline

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from ..continual.tables import mean_over_seeds
+from ..ties import first_best
 
 __all__ = ["PAPER_TASK0", "MEAN_COLUMNS", "method_means", "claim"]
 
@@ -60,7 +61,7 @@ def claim(means: pd.DataFrame, tolerance: float) -> dict[str, Any]:
     bound = float(by.loc["SEQ", "task1_stop_mean"]) - tolerance
     eligible = by[by["task1_stop_mean"] >= bound - 1e-12]
     excluded = by[by["task1_stop_mean"] < bound - 1e-12]
-    best = str(eligible["task0_stop_mean"].idxmax()) if not eligible.empty else None
+    best = str(eligible.index[first_best(eligible["task0_stop_mean"].tolist())]) if not eligible.empty else None
     others = eligible.drop(index="Freeze", errors="ignore")
     margin = (float(by.loc["Freeze", "task0_stop_mean"]) - float(others["task0_stop_mean"].max())
               if not others.empty else math.nan)

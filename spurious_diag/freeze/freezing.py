@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ..errors import UsageError
-from ..io.layer_map import num_layers_from_config, parse_param_name
+from ..io.layer_map import num_layers_of, parse_param_name
 
 __all__ = ["FreezeReport", "frozen_names", "freeze_bottom_layers", "remove_frozen_from_optimizer"]
 
@@ -73,13 +73,10 @@ class FreezeReport:
 
 
 def _num_layers(model: torch.nn.Module, names: list[str]) -> int:
-    from_config = num_layers_from_config(getattr(model, "config", None))
-    if from_config is not None:
-        return from_config
-    blocks = [p.layer for p in map(parse_param_name, names) if p.layer is not None and p.layer >= 0]
-    if not blocks:
+    found = num_layers_of(getattr(model, "config", None), names)
+    if found is None:
         raise UsageError(f"{type(model).__name__}: no transformer blocks found in its parameter names")
-    return max(blocks) + 1
+    return found
 
 
 def frozen_names(model: torch.nn.Module, n: int, embeddings: bool = True) -> list[str]:

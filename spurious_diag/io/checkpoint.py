@@ -18,7 +18,7 @@ from typing import Any, Iterator, Optional, Protocol
 import torch
 
 from ..errors import CorruptCheckpointError
-from .layer_map import ParamInfo, num_layers_from_config, parse_param_name
+from .layer_map import ParamInfo, num_layers_of, parse_param_name
 
 __all__ = ["TensorInfo", "TensorReader", "Checkpoint"]
 
@@ -153,11 +153,7 @@ class Checkpoint(Mapping):
     @property
     def num_layers(self) -> Optional[int]:
         """Number of transformer blocks: from the config, else inferred from the names."""
-        from_config = num_layers_from_config(self.config)
-        if from_config is not None:
-            return from_config
-        layers = [p.layer for p in (parse_param_name(n) for n in self._index) if p.layer is not None and p.layer >= 0]
-        return max(layers) + 1 if layers else None
+        return num_layers_of(self.config, self._index)
 
     def param_info(self, name: str) -> ParamInfo:
         """The layer map's reading of ``name`` (block index, normalized module)."""

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Iterable, Mapping, Optional, Union
 
-__all__ = ["ParamInfo", "parse_param_name", "num_layers_from_config", "FUSED_LAYOUTS"]
+__all__ = ["ParamInfo", "parse_param_name", "num_layers_from_config", "num_layers_of", "FUSED_LAYOUTS"]
 
 _BLOCK_RE = re.compile(r"(?:^|\.)(?:layers|h|blocks|block|layer)\.(\d+)\.(.+)$")
 
@@ -164,6 +164,22 @@ def num_layers_from_config(config: ConfigArg) -> Optional[int]:
         if isinstance(value, int):
             return value
     return None
+
+
+def num_layers_of(config: ConfigArg, names: Iterable[str]) -> Optional[int]:
+    """Number of transformer blocks: from ``config`` when it says, else one more than the deepest
+    block index among the parameter ``names``; None when neither tells.
+
+    >>> num_layers_of(None, ["model.embed_tokens.weight", "model.layers.3.mlp.up_proj.weight"])
+    4
+    >>> num_layers_of({"num_hidden_layers": 30}, []), num_layers_of(None, ["lm_head.weight"])
+    (30, None)
+    """
+    from_config = num_layers_from_config(config)
+    if from_config is not None:
+        return from_config
+    blocks = [p.layer for p in map(parse_param_name, names) if p.layer is not None and p.layer >= 0]
+    return max(blocks) + 1 if blocks else None
 
 
 def _strip_wrappers(name: str) -> str:

@@ -26,7 +26,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..errors import MismatchError, UsageError
-from ..io.layer_map import ParamInfo, num_layers_from_config, parse_param_name
+from ..io.layer_map import ParamInfo, num_layers_of, parse_param_name
 from ..training.evaluate import EVAL_BATCH_SIZE, evaluate_records
 from .records import as_probe_records
 
@@ -53,14 +53,10 @@ class GraftReport:
 
 def model_num_layers(model: torch.nn.Module) -> int:
     """Number of transformer blocks, from the config or else from the parameter names."""
-    from_config = num_layers_from_config(getattr(model, "config", None))
-    if from_config is not None:
-        return from_config
-    blocks = [parse_param_name(n).layer for n, _ in model.named_parameters()]
-    found = [b for b in blocks if b is not None and b >= 0]
-    if not found:
+    found = num_layers_of(getattr(model, "config", None), (n for n, _ in model.named_parameters()))
+    if found is None:
         raise MismatchError("cannot find transformer blocks in the model's parameter names")
-    return max(found) + 1
+    return found
 
 
 def embeddings_tied_to_head(model: torch.nn.Module) -> bool:

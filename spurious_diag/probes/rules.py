@@ -42,6 +42,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
+from ..ties import first_best
 from .options import VerdictRules
 
 __all__ = ["VERDICTS", "VerdictRules", "VerdictInputs", "RuleOutcome", "decide"]
@@ -143,7 +144,7 @@ def _recovery_rules(inputs: VerdictInputs, rules: VerdictRules) -> list[RuleOutc
     assert margins is not None
     good = margins[(margins["fraction"] >= rules.recovery_min_fraction)
                    & (margins["margin"] >= rules.recovery_min_margin)]
-    best = margins.loc[margins["margin"].idxmax()]
+    best = margins.iloc[first_best(margins["margin"].tolist())]
     beats = _outcome(
         names[0], "spurious", not good.empty, float(best["margin"]), rules.recovery_min_margin,
         f"best n={int(best['n'])}: recovery fraction {best['fraction']:.2f} vs control {best['control']:.2f} "

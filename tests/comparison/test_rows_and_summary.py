@@ -88,3 +88,10 @@ def test_claim_holds_only_when_freeze_wins_among_the_eligible():
     beaten = _means({"SEQ": [(0.10, 0.92)], "Freeze": [(0.40, 0.90)], "GP": [(0.45, 0.88)]})
     assert not claim(beaten, 0.10)["holds"] and claim(beaten, 0.10)["best"] == "GP"
     assert claim(_means({"SEQ": [(0.1, 0.9)]}), 0.1)["holds"] is None
+
+
+def test_claim_breaks_a_rounding_tie_by_the_listed_order():
+    # 0.1 + 0.2 = 0.30000000000000004 and 0.3: the same Task 0, apart from the last bit.
+    means = _means({"SEQ": [(0.10, 0.92)], "Freeze": [(0.3, 0.90)], "GP": [(0.1 + 0.2, 0.90)]})
+    assert means["task0_stop_mean"].iloc[2] > means["task0_stop_mean"].iloc[1]
+    assert claim(means, 0.10)["best"] == "Freeze"

@@ -77,3 +77,10 @@ def test_rule_outcomes_serialize():
     _, outcomes, _ = decide(VerdictInputs())
     d = outcomes[0].to_dict()
     assert d["status"] == "not applicable" and d["value"] is None
+
+
+def test_tied_recovery_margins_name_the_first_n():
+    # 0.3 - 0.1 = 0.19999999999999998 and 0.5 - 0.3 = 0.2: equal margins apart from rounding.
+    inputs = VerdictInputs(0.90, 0.21, _recovery({10: (0.3, 0.1), 100: (0.5, 0.3)}), 0.96, 0.90)
+    beats = next(o for o in decide(inputs)[1] if o.name == "recovery_beats_control")
+    assert "best n=10:" in beats.detail
