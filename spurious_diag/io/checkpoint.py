@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Iterator, Optional, Protocol
 
 import torch
@@ -150,9 +151,10 @@ class Checkpoint(Mapping):
         """The weight files behind this checkpoint, in reading order."""
         return [reader.path for reader in self._readers]
 
-    @property
+    @cached_property
     def num_layers(self) -> Optional[int]:
-        """Number of transformer blocks: from the config, else inferred from the names."""
+        """Number of transformer blocks: from the config, else inferred from the names (read once:
+        :meth:`param_info` asks for it per tensor, and inferring it parses every name)."""
         return num_layers_of(self.config, self._index)
 
     def param_info(self, name: str) -> ParamInfo:
