@@ -31,7 +31,8 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from ..errors import CheckpointNotFoundError, InvalidDataError
 from .checkpoints import (STAGING_DIR, CheckpointPlan, ResumableCallback, StagedCheckpointCallback, load_callback_states,
                           load_weights)
-from .records import EncodedExample, PaddingCollator, Record, encode_records
+from .evaluate import _keeps_logits
+from .records import IGNORE_INDEX, EncodedExample, PaddingCollator, Record, encode_records
 from .settings import TrainSettings
 
 __all__ = ["TrainingResult", "train_model", "ExtraLoss", "EXTRA_PREFIX"]
@@ -55,7 +56,41 @@ EXTRA_PREFIX = "extra_"
 ExtraLoss = Callable[[torch.nn.Module, Mapping[str, torch.Tensor]], torch.Tensor]
 
 
-class _ExtraLossTrainer(Trainer):
+def _answer_head_kwargs(model: torch.nn.Module, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Model kwargs that compute the output head at answer positions only, or none.
+
+    With labels on the answer alone (prompt/completion records), most positions carry
+    ``IGNORE_INDEX``; on SmolLM2 (a 49k vocabulary, tied) the head's forward and backward at
+    every position were a fifth of a training step. For models whose forward takes
+    ``logits_to_keep`` and whose loss is transformers' ``ForCausalLMLoss``, the head runs at the
+    K positions (ascending, the union over the batch) that predict a labelled token, and the
+    loss gets those positions' targets as ``shift_labels``: the same loss and gradients (the
+    positions left out contribute nothing), and ``num_items_in_batch`` still divides it as
+    before. Returns ``{}`` (the model's own path) otherwise, or when every position is labelled.
+    """
+    labels = inputs.get("labels")
+    if labels is None or getattr(model, "loss_type", None) != "ForCausalLM" or not _keeps_logits(model):
+        return {}
+    targets = labels[:, 1:]  # position t predicts token t + 1
+    keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
+    if keep.numel() == targets.shape[1]:
+        return {}
+    return {"logits_to_keep": keep, "shift_labels": targets[:, keep].contiguous()}
+
+
+class _AnswerHeadTrainer(Trainer):
+    """``Trainer`` whose causal-LM loss computes the output head at labelled positions only
+    (:func:`_answer_head_kwargs`; the same loss, less compute)."""
+
+    def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Optional[Union[torch.Tensor, int]] = None) -> Any:
+        if self.model_accepts_loss_kwargs and self.label_smoother is None and self.compute_loss_func is None:
+            inputs = {**inputs, **_answer_head_kwargs(self.accelerator.unwrap_model(model), inputs)}
+        return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                    num_items_in_batch=num_items_in_batch)
+
+
+class _ExtraLossTrainer(_AnswerHeadTrainer):
     """``Trainer`` whose training loss gets ``extra_loss(model, extras)`` added (e.g. an EWC penalty, or
     LAMOL's language-model term): ``extras`` are the batch's ``extra_*`` entries, taken out of the
     inputs (without the prefix) before the model sees them."""
@@ -242,7 +277,7 @@ def train_model(
             log_level="warning",
             deepspeed=dict(deepspeed) if deepspeed is not None else None,
         )
-        trainer_class: Any = Trainer
+        trainer_class: Any = _AnswerHeadTrainer
         trainer_kwargs: dict[str, Any] = {}
         if extra_loss is not None:
             trainer_class, trainer_kwargs = _ExtraLossTrainer, {"extra_loss": extra_loss}

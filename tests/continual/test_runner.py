@@ -84,6 +84,38 @@ def test_ewc_penalty_is_zero_at_anchor_and_positive_elsewhere(make_llama, tiny_t
     assert value == pytest.approx(float(expected), rel=1e-4)
 
 
+def test_ewc_penalty_value_and_gradient_match_the_float64_formula():
+    """λ/2 Σ_terms Σ F (θ − θ*)² and its gradient λ Σ_terms F (θ − θ*), against autograd through
+    the plain formula in float64; a frozen tensor gets no term, and a bf16 weight its own dtype."""
+    from spurious_diag.continual.ewc import FisherDiagonal
+
+    gen = torch.Generator().manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Linear(4, 3))
+    model[1].bias.requires_grad_(False)
+    names = [n for n, _ in model.named_parameters()]
+    terms = [FisherDiagonal({n: torch.rand(p.shape, generator=gen) for n, p in model.named_parameters()},
+                            {n: p.detach() + torch.randn(p.shape, generator=gen) for n, p in model.named_parameters()},
+                            f"t{t}", 1) for t in range(2)]
+    value = EwcPenalty(terms, lam=3.0)(model)
+    value.backward()
+    params = {n: p.detach().double().requires_grad_() for n, p in model.named_parameters()}
+    reference = 1.5 * sum((t.fisher[n].double() * (params[n] - t.anchor[n].double()) ** 2).sum()
+                          for t in terms for n in names if n != "1.bias")
+    reference.backward()
+    assert float(value) == pytest.approx(float(reference), rel=1e-6)
+    for n, p in model.named_parameters():
+        if n == "1.bias":
+            assert p.grad is None
+        else:
+            torch.testing.assert_close(p.grad.double(), params[n].grad, rtol=1e-6, atol=1e-7)
+    half = torch.nn.Linear(3, 2).to(torch.bfloat16)
+    term = FisherDiagonal({n: torch.ones(p.shape) for n, p in half.named_parameters()},
+                          {n: torch.zeros(p.shape) for n, p in half.named_parameters()}, "bf16", 1)
+    EwcPenalty([term], lam=1.0)(half).backward()
+    assert half.weight.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(half.weight.grad, half.weight.detach())  # λ F (θ − 0) with F = 1
+
+
 def test_ewc_fisher_is_computed_on_task0_data_at_the_end_of_task0(after_task0, tiny_tokenizer, two_tasks, monkeypatch):
     calls = []
     real = runner_module.batch_fisher

@@ -1,3 +1,5 @@
+import functools
+
 import pytest
 import torch
 
@@ -96,3 +98,54 @@ def test_progress_bar_prints_no_log_dicts(scenario, tokenizer, make_tiny_llama, 
     assert "4/4" in printed.err  # the tqdm bar reached the last step
     assert any("loss" in r.getMessage() for r in caplog.records)
 
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt_neox", "gemma3", "phi3", "gpt2"])
+def test_answer_head_loss_equals_the_models_own(arch):
+    """The head at labelled positions only: the model's own loss and gradients, with
+    ``num_items_in_batch`` as Trainer passes it; a model without ``ForCausalLM`` loss keeps its path.
+    (The weights are float64, but transformers' loss takes the logits to float32: float32 tolerances.)"""
+    from transformers import AutoModelForCausalLM
+
+    from tests.conftest import tiny_config
+    from spurious_diag.training.trainer import _answer_head_kwargs
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(tiny_config(arch)).double().eval()  # eval: no dropout draws
+    ids = torch.randint(3, 100, (3, 10))
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    labels[0, 7:], labels[1, 6:9], labels[2, 8:] = ids[0, 7:], ids[1, 6:9], ids[2, 8:]  # ragged answers
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    kwargs = _answer_head_kwargs(model, inputs)
+    if arch == "gpt2":  # its loss_type is unset: the model's own path
+        assert kwargs == {}
+        return
+    assert kwargs["logits_to_keep"].tolist() == [5, 6, 7, 8]  # positions that predict a labelled token
+    n = int((labels[:, 1:] != IGNORE_INDEX).sum())
+    params = [p for p in model.parameters()]
+    own = model(**inputs, num_items_in_batch=n).loss
+    fast = model(**inputs, num_items_in_batch=n, **kwargs).loss
+    assert fast.item() == pytest.approx(own.item(), rel=1e-6)
+    for a, b in zip(torch.autograd.grad(own, params, allow_unused=True),
+                    torch.autograd.grad(fast, params, allow_unused=True)):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-8)
+    every = {**inputs, "labels": ids}  # every position labelled: nothing to leave out
+    assert _answer_head_kwargs(model, every) == {}
+
+
+def test_training_computes_the_head_at_answer_positions(scenario, tokenizer, make_tiny_llama, monkeypatch):
+    """train_model's QA steps run the head on the answer positions alone."""
+    kept = []
+    model = make_tiny_llama()
+    forward = type(model).forward
+
+    @functools.wraps(forward)  # (the signature stays the model's: it is what decides the path)
+    def spy(self, *args, **kwargs):
+        kept.append(kwargs.get("logits_to_keep"))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "forward", spy)
+    train_model(model, tokenizer, scenario.qa("task1")[:8], TrainSettings(steps=2, lr=1e-3, batch_size=4), seed=0)
+    assert len(kept) == 2 and all(isinstance(k, torch.Tensor) and k.numel() > 0 for k in kept)
