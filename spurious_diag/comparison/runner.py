@@ -16,6 +16,10 @@ as what they need is done:
    same way (k as its distance to the early-stop point, which differs between seeds), and the
    chosen edit (with its α curve) is scored on every seed's SEQ run.
 
+Ready units start in :func:`launch_order`: first those that other units wait on (the selection
+seed's runs that a choice reads, the Fisher), so that the runs a choice unlocks interleave with
+the independent ones instead of leaving a worker idle at the end.
+
 Every unit keeps its files in its own folder (:mod:`.store`); with ``resume`` the finished ones
 are read back instead of being run again. The tables (:class:`ComparisonResult`) are built from
 those files alone.
@@ -91,6 +95,16 @@ class _Unit:
     args: tuple[Any, ...]
     deps: tuple[str, ...]
     priority: int
+    # Other units wait on its result: a selection-seed run that a choice of setting reads, a SEQ run
+    # that Task Vector edits, the Fisher that EWC runs read. Launched first, so that the units it
+    # unlocks do not queue behind independent ones and leave a worker idle at the end.
+    unlocks: bool = False
+
+
+def launch_order(unit: _Unit) -> tuple[bool, int, str]:
+    """The order in which ready units start: those that unlock others first, then by family
+    (:data:`_PRIORITY`), then by key (deterministic)."""
+    return (not unit.unlocks, unit.priority, unit.key)
 
 
 def _worker_init() -> None:
@@ -135,9 +149,13 @@ class _Plan:
             fisher = self.store.fisher_dir()
         checkpoints = candidate.family == "SEQ" and (
             self.task_vector is not None or (self.config.seq_checkpoints and seed == self.config.selection_seed))
+        chosen = {s.family for s in self.specs if s.chosen_on_validation and s.family != "TaskVector"}
+        selection = seed == self.config.selection_seed and (
+            candidate.family in chosen or (candidate.family == "SEQ" and bool(chosen)))  # choices read SEQ's row
+        unlocks = selection or (candidate.family == "SEQ" and self.task_vector is not None)
         return _Unit(f"run/{candidate.slug}/s{seed}", self.store.run_dir(candidate.slug, seed), J.run_job,
                      (candidate, seed, self.store.task0_dir(variant), fisher, checkpoints), tuple(deps),
-                     _PRIORITY.get(candidate.family, 9))
+                     _PRIORITY.get(candidate.family, 9), unlocks)
 
     def _task_vector(self, name: str, seed: int, candidates: list[tuple[int, str, float]]) -> _Unit:
         return _Unit(f"taskvector/{name}", self.store.task_vector_dir(name), J.task_vector_job,
@@ -154,7 +172,7 @@ class _Plan:
                 units.append(self._task0(_variant(candidate), float(candidate.method.param)))  # type: ignore[union-attr,arg-type]
         if any(_needs_fisher(c) for c in trained):
             units.append(_Unit("fisher", self.store.fisher_dir(), J.fisher_job,
-                               (self.store.task0_dir("plain"),), ("task0/plain",), _PRIORITY["fisher"]))
+                               (self.store.task0_dir("plain"),), ("task0/plain",), _PRIORITY["fisher"], True))
         for spec in self.specs:
             if spec.family == "TaskVector":
                 continue
@@ -320,7 +338,7 @@ def _run_units(plan: _Plan, store: ComparisonStore, jobs: int, progress: bool) -
         while True:
             busy = {u.key for u in running.values()}
             ready = sorted((u for u in known.values() if u.key not in done and u.key not in busy
-                            and all(d in done for d in u.deps)), key=lambda u: (u.priority, u.key))
+                            and all(d in done for d in u.deps)), key=launch_order)
             if pool is None:
                 if not ready:
                     break
