@@ -60,8 +60,9 @@ def _answer_head_kwargs(model: torch.nn.Module, inputs: Mapping[str, Any]) -> di
     """Model kwargs that compute the output head at answer positions only, or none.
 
     With labels on the answer alone (prompt/completion records), most positions carry
-    ``IGNORE_INDEX``; on SmolLM2 (a 49k vocabulary, tied) the head's forward and backward at
-    every position were a fifth of a training step. For models whose forward takes
+    ``IGNORE_INDEX``, and with a large vocabulary the head at every position is a large part of
+    a step: on SmolLM2 (49k, tied) a QA step of batch 8 took 3.22 s instead of 3.62 on one thread
+    (``benchmarks/bench_answer_head.py``). For models whose forward takes
     ``logits_to_keep`` and whose loss is transformers' ``ForCausalLMLoss``, the head runs at the
     K positions (ascending, the union over the batch) that predict a labelled token, and the
     loss gets those positions' targets as ``shift_labels``: the same loss and gradients (the
