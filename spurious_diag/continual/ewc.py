@@ -235,7 +235,8 @@ class _WeightedSquaredDistance(torch.autograd.Function):
     """``Σ_i F_i (θ_i − θ*_i)²`` of one tensor, with gradient ``2 F (θ − θ*)`` saved from the forward.
 
     The same value and gradient as autograd through ``(F * (θ − θ*) ** 2).sum()``, in fewer passes
-    over memory (on SmolLM2's 135M weights, one thread: about 0.5 s per step instead of 1.0).
+    over memory (a scratch timing, not a benchmark, on SmolLM2's 135M weights and one thread: about
+    0.5 s per step instead of 1.0 for the penalty's forward and backward).
     """
 
     @staticmethod
