@@ -1,8 +1,10 @@
 """Two ways of training the same model, timed alternately in one process (bench_optimizer.py,
-bench_answer_head.py): seconds per step, and how far apart the trained weights end."""
+bench_answer_head.py): their flags, models and records, seconds per step, and how far apart the
+trained weights end."""
 
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Callable, Sequence
 
@@ -45,3 +47,30 @@ def relative_gap(model_dir: str, a: dict, b: dict) -> float:
     gap = sum(float((a[k].double() - b[k].double()).norm() ** 2) for k in names) ** 0.5
     update = sum(float((b[k].double() - start[k].double()).norm() ** 2) for k in names) ** 0.5
     return gap / update
+
+
+def parse_args(doc: str, steps: int, what: str) -> argparse.Namespace:
+    """The alternating benchmarks' flags: --steps (default ``steps``), --threads, --repeats (runs of
+    each ``what`` per model) and --tiny-only; ``doc``'s first line describes the command."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2, help=f"runs of each {what} per model, alternated")
+    parser.add_argument("--tiny-only", action="store_true", help="only the 4-block model (seconds)")
+    return parser.parse_args()
+
+
+def models_and_records(tiny_only: bool, threads: int) -> tuple[list[tuple[str, str]], list]:
+    """(label, model dir) of the shipped 4-block model and, unless ``tiny_only``, SmolLM2; and the
+    Biography Task 1 QA records they train on. Sets torch to ``threads`` threads."""
+    import torch
+
+    from _models import smollm2_hf_dir
+    from spurious_diag.biography import build_scenario
+    from spurious_diag.biography.pretrain import shipped_base_dir
+
+    torch.set_num_threads(threads)
+    models = [("Biography 4 blocks (shipped)", os.fspath(shipped_base_dir()))]
+    if not tiny_only:
+        models.append(("SmolLM2-135M-Instruct", os.fspath(smollm2_hf_dir())))
+    return models, build_scenario(seed=0).qa("task1")

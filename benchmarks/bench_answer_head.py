@@ -13,7 +13,6 @@ moved them (the same loss and gradients: float rounding at most).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import os
@@ -24,8 +23,7 @@ from typing import Iterator
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _alternate import alternate, relative_gap, train_once  # noqa: E402
-from _models import smollm2_hf_dir  # noqa: E402
+from _alternate import alternate, models_and_records, parse_args, relative_gap, train_once  # noqa: E402
 
 PATHS = ("answer positions", "every position")
 
@@ -53,23 +51,9 @@ def train_with(path: str, model_dir: str, records: list, steps: int) -> tuple[fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each path per model, alternated")
-    parser.add_argument("--tiny-only", action="store_true", help="only the 4-block model (seconds)")
-    args = parser.parse_args()
+    args = parse_args(__doc__, steps=12, what="path")
     started = time.perf_counter()
-    import torch
-
-    from spurious_diag.biography import build_scenario
-    from spurious_diag.biography.pretrain import shipped_base_dir
-
-    torch.set_num_threads(args.threads)
-    records = build_scenario(seed=0).qa("task1")
-    models = [("Biography 4 blocks (shipped)", os.fspath(shipped_base_dir()))]
-    if not args.tiny_only:
-        models.append(("SmolLM2-135M-Instruct", os.fspath(smollm2_hf_dir())))
+    models, records = models_and_records(args.tiny_only, args.threads)
     print(f"train_model, {args.steps} steps of batch 8 (Biography QA), {args.threads} thread(s), "
           f"{args.repeats} runs per path, alternated; in-process (best run of each)")
     print(f"{'model':<30}{'answer s/step':>15}{'every s/step':>14}{'every / answer':>16}"

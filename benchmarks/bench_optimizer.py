@@ -12,7 +12,6 @@ their ratio, and how far apart the two trained models end, relative to how far t
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import sys
@@ -21,38 +20,20 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _alternate import alternate, relative_gap, train_once  # noqa: E402
-from _models import smollm2_hf_dir  # noqa: E402
+from _alternate import alternate, models_and_records, parse_args, relative_gap, train_once  # noqa: E402
 
 OPTIMIZERS = ("adamw_torch_fused", "adamw_torch")
 
 
-def _models() -> list[tuple[str, str]]:
-    from spurious_diag.biography.pretrain import shipped_base_dir
-
-    return [("Biography 4 blocks (shipped)", os.fspath(shipped_base_dir())),
-            ("SmolLM2-135M-Instruct", os.fspath(smollm2_hf_dir()))]
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each optimizer per model, alternated")
-    parser.add_argument("--tiny-only", action="store_true", help="only the 4-block model (seconds)")
-    args = parser.parse_args()
+    args = parse_args(__doc__, steps=20, what="optimizer")
     started = time.perf_counter()
-    import torch
-
-    from spurious_diag.biography import build_scenario
-
-    torch.set_num_threads(args.threads)
-    records = build_scenario(seed=0).qa("task1")
+    models, records = models_and_records(args.tiny_only, args.threads)
     print(f"train_model, {args.steps} steps of batch 8 (Biography QA), {args.threads} thread(s), "
           f"{args.repeats} runs per optimizer, alternated; in-process")
     print(f"{'model':<30}{'fused s/step':>14}{'per-tensor s/step':>19}{'per-tensor / fused':>20}"
           f"{'|fused - per-tensor| / |update|':>33}")
-    for label, model_dir in _models()[:1] if args.tiny_only else _models():
+    for label, model_dir in models:
         runs = {o: functools.partial(train_once, model_dir, records, steps=args.steps, optimizer=o) for o in OPTIMIZERS}
         best, weights = alternate(runs, args.repeats)
         gap = relative_gap(model_dir, weights[OPTIMIZERS[0]], weights[OPTIMIZERS[1]])

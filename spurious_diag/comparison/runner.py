@@ -134,6 +134,8 @@ class _Plan:
         self.choices: dict[str, Choice] = {}
         self.task_vector: Optional[MethodSpec] = next((s for s in specs if s.family == "TaskVector"), None)
         self.seq = specs[0].candidates[0]
+        # Families whose setting is chosen on the selection seed's runs (Task Vector chooses its own way).
+        self.chosen_families = {s.family for s in specs if s.chosen_on_validation and s.family != "TaskVector"}
 
     # -- units ---------------------------------------------------------------------------------
     def _task0(self, variant: str, lamol: Optional[float]) -> _Unit:
@@ -149,7 +151,7 @@ class _Plan:
             fisher = self.store.fisher_dir()
         checkpoints = candidate.family == "SEQ" and (
             self.task_vector is not None or (self.config.seq_checkpoints and seed == self.config.selection_seed))
-        chosen = {s.family for s in self.specs if s.chosen_on_validation and s.family != "TaskVector"}
+        chosen = self.chosen_families
         selection = seed == self.config.selection_seed and (
             candidate.family in chosen or (candidate.family == "SEQ" and bool(chosen)))  # choices read SEQ's row
         unlocks = selection or (candidate.family == "SEQ" and self.task_vector is not None)
